@@ -1,0 +1,331 @@
+"""Configuration as data: dataclasses, YAML load/save, ``--set a.b=c`` overrides, validation.
+
+Validated once here, at the edge; the rest of the package takes plain values. Every error names
+the file and field at fault and what was expected (unknown keys come with a did-you-mean).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from ncsn.errors import NCSNError
+
+Auto = Literal["auto"]
+
+
+@dataclass
+class DataConfig:
+    """Which data set to train on and how batches are prepared (images in [0, 1])."""
+
+    name: Literal["digits", "mnist", "cifar10", "folder", "npz", "npy", "toy"] = "digits"
+    root: str | None = None  # directory (mnist, cifar10, folder) or file (npz, npy)
+    split: Literal["train", "test"] = "train"
+    subset: list[int] | None = None  # [start, stop): use only these examples
+    image_size: int | None = None  # folder: side of the square the images are cropped/resized to
+    channels: int | None = None  # folder: 1 (grey) or 3 (RGB, default)
+    toy: str = "mixture"  # toy: preset name (see ncsn.data.toy)
+    toy_n: int = 10000  # toy: number of training examples drawn
+    dequantize: bool = False  # uniform dequantization of discrete intensities
+    hflip: bool = False  # random horizontal flips
+    download: bool = False  # mnist, cifar10: fetch into root when missing
+
+
+@dataclass
+class ScheduleConfig:
+    """The noise ladder σ₁ > … > σ_L and the Langevin step size (design.md §1)."""
+
+    sigma_max: float | Auto = "auto"  # auto: largest pairwise distance of the training data
+    sigma_min: float = 0.01
+    num_levels: int | Auto = "auto"  # auto: Gaussian-overlap rule with target `overlap`
+    overlap: float = 0.5  # target C(γ) of NCSNv2 technique 2
+    step_size: float | Auto = "auto"  # ε, official convention; auto: NCSNv2 technique 4 for T
+    steps_per_level: int = 5  # T, Langevin steps at each level
+    exact_distance_limit: int = 60000  # above this many examples σ₁ is estimated (documented)
+
+
+@dataclass
+class ModelConfig:
+    """Network and parameterization. ``score(x, σ)`` and ``denoise(x, σ)`` exist for all."""
+
+    net: Literal["unet", "mlp"] = "unet"
+    parameterization: Literal["noise", "score_sigma", "denoiser"] = "noise"
+    channels: int = 64  # unet: base width
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2])
+    num_res_blocks: int = 2
+    attention_resolutions: list[int] = field(default_factory=list)
+    dropout: float = 0.0
+    groups: int = 8  # GroupNorm groups
+    hidden: int = 256  # mlp: width
+    layers: int = 3  # mlp: hidden layers
+    embedding_dim: int = 128  # log σ embedding width
+    input_scaling: bool = True  # feed x / sqrt(σ² + σ_data²) to the network
+    conditional: bool = True  # false: the network is not told σ (NCSNv2 with score_sigma)
+    sigma_data: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping for ``ncsn train``."""
+
+    objective: Literal["dsm", "ssm"] = "dsm"
+    loss_power: float = 2.0  # λ(σ) = σ^p
+    ssm_projections: int = 1
+    steps: int = 10000
+    batch_size: int = 128
+    lr: float = 2e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    warmup: int = 0  # linear learning-rate warm-up steps
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables
+    ema: float = 0.999
+    checkpoint_every: int = 1000
+    keep_last: int = 3  # checkpoints kept in run_dir/checkpoints
+    preview_every: int = 1000  # sample grid of the EMA model; 0 disables
+    preview_n: int = 64
+    log_every: int = 50
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass
+    deterministic: bool = False
+
+
+@dataclass
+class SampleConfig:
+    """Defaults for ``ncsn sample`` (each can be overridden on the command line)."""
+
+    sampler: Literal["ald"] = "ald"
+    n: int = 64
+    batch_size: int = 500
+    init: Literal["uniform", "gaussian"] = "uniform"
+    denoise_final: bool = True
+    seed: int = 0
+    gif_frames: int = 40
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    run_dir: str = "runs/default"
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a config (what is saved as YAML/JSON)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict, source: str = "config") -> Config:
+    """Build and validate a :class:`Config` from nested plain data."""
+    cfg = _build(Config, data, source, "")
+    validate(cfg, source)
+    return cfg
+
+
+def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Load a YAML config (defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            raise NCSNError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise NCSNError(f"{path}: cannot read config file ({e})") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise NCSNError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise NCSNError(f"{path}: expected a mapping of sections at the top level")
+    for item in overrides:
+        _apply_override(data, item)
+    return from_dict(data, source)
+
+
+def save(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def _apply_override(data: dict, item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise NCSNError(f"--set {item!r}: expected key=value, e.g. train.steps=1000")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise NCSNError(f"--set {item!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        where = prefix.rstrip(".") or "top level"
+        raise NCSNError(f"{source}: {where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            hint = difflib.get_close_matches(str(key), names, n=1)
+            known = ", ".join(names)
+            extra = f"; did you mean '{prefix}{hint[0]}'?" if hint else f"; known keys: {known}"
+            raise NCSNError(f"{source}: unknown key '{prefix}{key}'{extra}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, source, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _check(value, tp, source, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def _check(value: Any, tp: Any, source: str, name: str) -> Any:
+    """Return ``value`` coerced to ``tp`` or raise an NCSNError naming the field."""
+    ok, out = _coerce(value, tp)
+    if not ok:
+        raise NCSNError(f"{source}: {name} = {value!r}: expected {_describe(tp)}")
+    return out
+
+
+def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, out = _coerce(value, arg)
+            if ok:
+                return True, out
+        return False, None
+    if origin is Literal:
+        return (value in typing.get_args(tp)), value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            return False, None
+        (item,) = typing.get_args(tp)
+        out = []
+        for v in value:
+            ok, o = _coerce(v, item)
+            if not ok:
+                return False, None
+            out.append(o)
+        return True, out
+    if tp is type(None):
+        return value is None, None
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else None
+    if tp is str:
+        return isinstance(value, str), value
+    return False, None
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
+def validate(cfg: Config, source: str = "config") -> None:
+    """Range checks that types alone do not express."""
+
+    def fail(name: str, value: Any, expected: str) -> None:
+        raise NCSNError(f"{source}: {name} = {value!r}: expected {expected}")
+
+    s, t, m, d, smp = cfg.schedule, cfg.train, cfg.model, cfg.data, cfg.sample
+    if not s.sigma_min > 0:
+        fail("schedule.sigma_min", s.sigma_min, "a positive number")
+    if s.sigma_max != "auto" and not s.sigma_max > s.sigma_min:
+        fail("schedule.sigma_max", s.sigma_max, f"greater than schedule.sigma_min = {s.sigma_min}")
+    if s.num_levels != "auto" and s.num_levels < 1:
+        fail("schedule.num_levels", s.num_levels, "at least 1 (or 'auto')")
+    if not 0 < s.overlap < 1:
+        fail("schedule.overlap", s.overlap, "a number strictly between 0 and 1")
+    if s.step_size != "auto" and not s.step_size > 0:
+        fail("schedule.step_size", s.step_size, "a positive number (or 'auto')")
+    for name, value in [
+        ("schedule.steps_per_level", s.steps_per_level),
+        ("schedule.exact_distance_limit", s.exact_distance_limit),
+        ("train.steps", t.steps),
+        ("train.batch_size", t.batch_size),
+        ("train.checkpoint_every", t.checkpoint_every),
+        ("train.keep_last", t.keep_last),
+        ("train.log_every", t.log_every),
+        ("train.preview_n", t.preview_n),
+        ("train.ssm_projections", t.ssm_projections),
+        ("model.channels", m.channels),
+        ("model.num_res_blocks", m.num_res_blocks),
+        ("model.groups", m.groups),
+        ("model.hidden", m.hidden),
+        ("model.layers", m.layers),
+        ("model.embedding_dim", m.embedding_dim),
+        ("data.toy_n", d.toy_n),
+        ("sample.n", smp.n),
+        ("sample.batch_size", smp.batch_size),
+        ("sample.gif_frames", smp.gif_frames),
+    ]:
+        if value < 1:
+            fail(name, value, "a positive integer")
+    for name, value in [("train.preview_every", t.preview_every), ("train.warmup", t.warmup)]:
+        if value < 0:
+            fail(name, value, "zero or a positive integer")
+    if not t.lr > 0:
+        fail("train.lr", t.lr, "a positive number")
+    if not 0 <= t.ema < 1:
+        fail("train.ema", t.ema, "a number in [0, 1)")
+    if t.grad_clip < 0:
+        fail("train.grad_clip", t.grad_clip, "zero (off) or a positive number")
+    if not (0 <= t.beta1 < 1 and 0 <= t.beta2 < 1):
+        fail("train.beta1/beta2", (t.beta1, t.beta2), "numbers in [0, 1)")
+    if not m.channel_mult or min(m.channel_mult) < 1:
+        fail("model.channel_mult", m.channel_mult, "a non-empty list of positive integers")
+    if m.channels % m.groups:
+        fail("model.channels", m.channels, f"a multiple of model.groups = {m.groups}")
+    if m.embedding_dim % 2:
+        fail("model.embedding_dim", m.embedding_dim, "an even number")
+    if not 0 <= m.dropout < 1:
+        fail("model.dropout", m.dropout, "a number in [0, 1)")
+    if not m.sigma_data > 0:
+        fail("model.sigma_data", m.sigma_data, "a positive number")
+    if d.subset is not None and (len(d.subset) != 2 or not 0 <= d.subset[0] < d.subset[1]):
+        fail("data.subset", d.subset, "[start, stop] with 0 <= start < stop")
+    if d.image_size is not None and d.image_size < 1:
+        fail("data.image_size", d.image_size, "a positive integer")
+    if d.channels is not None and d.channels not in (1, 3):
+        fail("data.channels", d.channels, "1 (grey) or 3 (RGB)")
+    if d.name in ("mnist", "cifar10", "folder", "npz", "npy") and not d.root:
+        fail("data.root", d.root, f"a path (data.name = {d.name!r} reads files from it)")
+    if d.name == "folder" and d.image_size is None:
+        fail("data.image_size", d.image_size, "a positive integer for data.name = 'folder'")

@@ -1,0 +1,115 @@
+"""ScoreModel: a network plus a parameterization, exposing ``score(x, σ)`` and ``denoise(x, σ)``.
+
+Every parameterization writes the same s_θ differently (design.md §1); with F the raw network
+output on the scaled input c_in·x:
+- ``noise`` (default): F predicts the noise z of x̃ = x + σz, s = −F/σ (λ = σ² makes the DSM
+  loss ½‖F − z‖², Song & Ermon 2019 §4.2 with Vincent 2011);
+- ``score_sigma``: s = F/σ, NCSNv2 technique 3 (there with an unconditional F; set
+  ``conditional=False`` to reproduce that);
+- ``denoiser``: F predicts the clean data, s = (F − x)/σ² (Tweedie: D(x, σ) = x + σ² s).
+Input scaling (on by default): the network sees c_in·x with c_in = 1/√(σ² + σ_data²)
+(Karras et al. 2022, Eq. 7), so its input has roughly unit variance at every level.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ncsn.errors import NCSNError
+from ncsn.nets.mlp import MLP
+from ncsn.nets.unet import UNet
+
+PARAMETERIZATIONS = ("noise", "score_sigma", "denoiser")
+
+
+class ScoreModel(nn.Module):
+    """Wraps a network ``net(x, σ)`` into the score s_θ(x, σ) ≈ ∇ₓ log p_σ(x)."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        parameterization: str = "noise",
+        *,
+        input_scaling: bool = True,
+        sigma_data: float = 0.5,
+        conditional: bool = True,
+    ):
+        super().__init__()
+        if parameterization not in PARAMETERIZATIONS:
+            raise NCSNError(
+                f"model.parameterization = {parameterization!r}: "
+                f"expected one of {PARAMETERIZATIONS}"
+            )
+        self.net = net
+        self.parameterization = parameterization
+        self.input_scaling = input_scaling
+        self.sigma_data = sigma_data
+        self.conditional = conditional
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        return self.score(x, sigma)
+
+    def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        """s_θ(x, σ); ``sigma`` is a scalar or one value per example, shape (N,)."""
+        sigma = _per_example(sigma, x)
+        s = sigma.view(-1, *([1] * (x.dim() - 1)))
+        c_in = torch.rsqrt(s * s + self.sigma_data**2) if self.input_scaling else 1.0
+        out = self.net(x * c_in, sigma if self.conditional else torch.ones_like(sigma))
+        if self.parameterization == "noise":
+            return -out / s
+        if self.parameterization == "score_sigma":
+            return out / s
+        return (out - x) / (s * s)
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        """D(x, σ) = x + σ² s_θ(x, σ), the posterior mean E[x₀ | x̃ = x] (Tweedie's formula)."""
+        s = _per_example(sigma, x).view(-1, *([1] * (x.dim() - 1)))
+        return x + s * s * self.score(x, sigma)
+
+
+def build_model(cfg, data_shape: tuple[int, ...]) -> ScoreModel:
+    """The ScoreModel a ModelConfig describes, for examples of shape (C, H, W) or (D,)."""
+    if cfg.net == "mlp":
+        if len(data_shape) != 1:
+            raise NCSNError(
+                f"model.net = 'mlp' needs vector data (N, D); the data set has examples of shape "
+                f"{tuple(data_shape)}: use model.net = 'unet' for images"
+            )
+        net = MLP(data_shape[0], cfg.hidden, cfg.layers, cfg.embedding_dim)
+    elif cfg.net == "unet":
+        if len(data_shape) != 3:
+            raise NCSNError(
+                f"model.net = 'unet' needs images (N, C, H, W); the data set has examples of shape "
+                f"{tuple(data_shape)}: use model.net = 'mlp' for vectors"
+            )
+        c, h, w = data_shape
+        net = UNet(
+            c,
+            min(h, w),
+            cfg.channels,
+            tuple(cfg.channel_mult),
+            cfg.num_res_blocks,
+            tuple(cfg.attention_resolutions),
+            cfg.dropout,
+            cfg.groups,
+            cfg.embedding_dim,
+        )
+    else:
+        raise NCSNError(f"model.net = {cfg.net!r}: expected 'unet' or 'mlp'")
+    return ScoreModel(
+        net,
+        cfg.parameterization,
+        input_scaling=cfg.input_scaling,
+        sigma_data=cfg.sigma_data,
+        conditional=cfg.conditional,
+    )
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _per_example(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    return sigma.expand(x.shape[0]) if sigma.dim() == 0 else sigma

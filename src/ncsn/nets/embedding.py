@@ -1,0 +1,33 @@
+"""Continuous embedding of the noise level log σ.
+
+Conditioning on log σ (not on a level index) lets samplers query any σ, on or off the ladder
+(design.md §2). Fixed sinusoidal features of log σ (Vaswani et al. 2017, §3.5, with log σ in place
+of the position) followed by a two-layer MLP, as in DDPM/NCSN++ time embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SigmaEmbedding(nn.Module):
+    """Map σ (N,) to an embedding (N, dim) through sin/cos features of log σ and an MLP."""
+
+    def __init__(self, dim: int, out_dim: int | None = None):
+        super().__init__()
+        half = dim // 2
+        # Angular frequencies spanning periods from ~0.1 to ~60 in units of log σ: the ladder
+        # covers roughly log σ ∈ [−7, 5], so the slowest features are monotone over it.
+        freqs = torch.exp(torch.linspace(math.log(0.1), math.log(60.0), half))
+        self.register_buffer("freqs", freqs, persistent=False)
+        out_dim = out_dim or 4 * dim
+        self.mlp = nn.Sequential(nn.Linear(dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+        self.out_dim = out_dim
+
+    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        angles = torch.log(sigma.float())[:, None] * self.freqs[None, :]
+        features = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+        return self.mlp(features)
