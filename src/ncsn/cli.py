@@ -262,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--list", action="store_true", help="also print every σ of the ladder")
     q.set_defaults(func=cmd_schedule)
 
+    from ncsn.toy_experiment import add_parser as add_toy_parser
+
+    add_toy_parser(sub)
+
     q = sub.add_parser(
         "info",
         help="summarise a run directory",

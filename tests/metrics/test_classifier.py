@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from ncsn import checkpoint
 from ncsn.errors import NCSNError
 from ncsn.metrics.classifier import (
     Classifier,
@@ -69,7 +70,7 @@ def test_training_is_reproducible_for_a_seed():
 
 
 def test_save_load_roundtrip_gives_identical_logits_and_metadata(trained, tmp_path):
-    path = tmp_path / "clf.safetensors"
+    path = tmp_path / "new_folder" / "clf.safetensors"
     save_classifier(trained, path)
     loaded = load_classifier(path)
     x, labels = _bars(16, 12, seed=3)
@@ -92,10 +93,17 @@ def test_file_that_is_not_safetensors_is_refused(tmp_path):
         load_classifier(path)
 
 
-def test_safetensors_file_of_something_else_is_refused(tmp_path):
+def test_plain_safetensors_file_is_refused_naming_it(tmp_path):
     path = tmp_path / "other.safetensors"
     save_file({"w": torch.zeros(2)}, str(path))
-    with pytest.raises(NCSNError, match="not a classifier"):
+    with pytest.raises(NCSNError, match="other.safetensors"):
+        load_classifier(path)
+
+
+def test_checkpoint_of_something_else_is_refused(tmp_path):
+    path = tmp_path / "model.safetensors"
+    checkpoint.save(path, {"w": torch.zeros(2)}, {"step": 3})
+    with pytest.raises(NCSNError, match="model.safetensors.*not a classifier"):
         load_classifier(path)
 
 

@@ -117,6 +117,16 @@ def test_sliced_wasserstein_with_unequal_sizes_uses_quantiles() -> None:
     assert sliced_wasserstein(x, twice, 8, generator=g) == pytest.approx(1.5, rel=1e-10)
 
 
+def test_sliced_wasserstein_in_1d_matches_a_fine_quantile_grid_for_unequal_sizes() -> None:
+    x, y = _gaussian(7, 1, seed=0), _gaussian(5, 1, seed=1, shift=0.3)
+    u = (np.arange(200_000) + 0.5) / 200_000
+    qx = np.quantile(x.numpy()[:, 0], u, method="inverted_cdf")
+    qy = np.quantile(y.numpy()[:, 0], u, method="inverted_cdf")
+    expected = np.sqrt(((qx - qy) ** 2).mean())
+    g = torch.Generator().manual_seed(0)
+    assert sliced_wasserstein(x, y, 4, generator=g) == pytest.approx(expected, rel=1e-4)
+
+
 def test_sliced_wasserstein_of_shifted_gaussians_is_shift_over_sqrt_d() -> None:
     # W₂(θᵀX, θᵀX + θᵀδ) = |θᵀδ| and E_θ (θᵀδ)² = ‖δ‖²/D for θ uniform on the sphere.
     x, y = _gaussian(4000, 2, seed=0), _gaussian(4000, 2, seed=1, shift=2.0)

@@ -8,7 +8,8 @@ The ladder is geometric from σ₁ = 20 (about the largest distance between samp
 modes) to σ_L = 0.01, with L = 30 levels (γ ≈ 1.30) of T = 100 steps, ε = 2e-5. The minor weight
 is decided where particles stop crossing between the modes (σ between about 4 and 1.5), so it
 needs several levels there (NCSNv2's technique 2): with L = 10, T = 100 it comes out near 0.22,
-about 5 noise floors away from exact samples in energy distance; with L = 30 it is 0.203-0.206.
+about 14 noise floors away from exact samples in energy distance; with L = 30 it is 0.203-0.206,
+about 2 noise floors away.
 """
 
 import functools
@@ -40,13 +41,15 @@ def _uniform_box(n: int, generator: torch.Generator) -> torch.Tensor:
     return 16 * torch.rand(n, 2, generator=generator) - 8
 
 
-def _annealed(mixture: GaussianMixture, n: int, seed: int) -> torch.Tensor:
+def _annealed(
+    mixture: GaussianMixture, n: int, seed: int, sigmas: list[float] = SIGMAS
+) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     x = _uniform_box(n, generator)
     return annealed_langevin(
         OracleModel(mixture),
         (n, 2),
-        SIGMAS,
+        sigmas,
         generator=generator,
         eps=EPS,
         n_steps_each=N_STEPS_EACH,
@@ -91,5 +94,7 @@ def test_annealed_samples_are_within_three_noise_floors_of_exact_samples(
 
 
 def test_annealed_langevin_is_reproducible_for_a_seed(mixture: GaussianMixture) -> None:
-    first = _annealed(mixture, 256, seed=3)
-    assert first.numpy().tobytes() == _annealed(mixture, 256, seed=3).numpy().tobytes()
+    sigmas = SIGMAS[::6]
+    first = _annealed(mixture, 256, seed=3, sigmas=sigmas)
+    second = _annealed(mixture, 256, seed=3, sigmas=sigmas)
+    assert first.numpy().tobytes() == second.numpy().tobytes()

@@ -121,8 +121,11 @@ class GaussianMixture:
         """
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
-        std = (self._eigvals[k] + sigma**2).sqrt()
-        x = self.means[k] + torch.einsum("nde,ne->nd", self._eigvecs[k], std * z)
+        x = torch.empty_like(z)
+        for j in range(len(self.weights)):
+            rows = k == j
+            std = (self._eigvals[j] + sigma**2).sqrt()
+            x[rows] = self.means[j] + (std * z[rows]) @ self._eigvecs[j].T
         return x.to(dtype)
 
     def _score64(self, x: Tensor, sigma: float | Tensor) -> Tensor:

@@ -5,13 +5,13 @@ little. A classifier trained on the data set itself gives features (its penultim
 domain-specific Fréchet distance and class probabilities for an Inception-Score-style score and
 class coverage. Numbers computed with it are only comparable when the same weights file is used.
 
-Weights are stored as one safetensors file whose header metadata holds the architecture
-arguments and training information as JSON, so a file describes itself and loads without pickle.
+Weights are stored with :mod:`ncsn.checkpoint` (one safetensors file whose header holds the
+architecture arguments and training information as JSON, with a checksum), so a file describes
+itself and loads without pickle.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 
+from ncsn import checkpoint
 from ncsn.errors import NCSNError
 
 __all__ = [
@@ -38,7 +37,7 @@ __all__ = [
     "train_classifier",
 ]
 
-_FORMAT = "ncsn.classifier.v1"
+_KIND = "ncsn.classifier"
 
 
 class Classifier(nn.Module):
@@ -203,44 +202,27 @@ def check_state_dict(
 
 
 def save_classifier(model: Classifier, path: str | os.PathLike) -> None:
-    """Write weights and JSON metadata (config, training info) to one safetensors file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    metadata = {
-        "format": _FORMAT,
-        "config": json.dumps(model.config),
-        "info": json.dumps(model.info),
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    """Write weights and JSON metadata (config, training info) as one ncsn checkpoint file."""
+    meta = {"kind": _KIND, "config": model.config, "info": model.info}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(path, model.state_dict(), meta)
 
 
 def load_classifier(path: str | os.PathLike) -> Classifier:
-    """Read a classifier written by :func:`save_classifier` (safetensors only, no pickle)."""
-    path = Path(path)
-    if not path.is_file():
-        raise NCSNError(f"classifier weights file {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            state = {key: f.get_tensor(key) for key in f.keys()}
-    except (SafetensorError, OSError) as error:
-        raise NCSNError(f"{path} is not a safetensors classifier file: {error}") from error
-    if metadata.get("format") != _FORMAT:
+    """Read a classifier written by :func:`save_classifier` (safetensors + JSON, no pickle)."""
+    state, meta = checkpoint.load(path)
+    if meta.get("kind") != _KIND:
         raise NCSNError(
-            f"{path} is a safetensors file but not a classifier saved by ncsn "
-            f"(metadata 'format' is {metadata.get('format')!r}, expected {_FORMAT!r})"
+            f"{path} is an ncsn checkpoint but not a classifier "
+            f"(metadata 'kind' is {meta.get('kind')!r}, expected {_KIND!r})"
         )
     try:
-        config, info = json.loads(metadata["config"]), json.loads(metadata.get("info", "{}"))
-        model = Classifier(**config)
-    except (KeyError, TypeError, ValueError) as error:
+        model = Classifier(**meta["config"])
+    except (KeyError, TypeError) as error:
         raise NCSNError(f"{path}: unreadable classifier config in metadata: {error}") from error
     check_state_dict(state, model, path)
     model.load_state_dict(state)
-    model.info = info
+    model.info = meta.get("info", {})
     return model.eval()
 
 

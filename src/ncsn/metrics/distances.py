@@ -30,9 +30,9 @@ def energy_distance(x: Tensor, y: Tensor, *, unbiased: bool = True) -> float:
     """
     x, y = _prepare(x, y, need=2 if unbiased else 1)
     n, m = x.shape[0], y.shape[0]
-    cross = _pairwise_sum(x, y, torch.sqrt) / (n * m)
-    within_x = _pairwise_sum(x, x, torch.sqrt, skip_diagonal=True) / _pair_count(n, unbiased)
-    within_y = _pairwise_sum(y, y, torch.sqrt, skip_diagonal=True) / _pair_count(m, unbiased)
+    cross = _pairwise_sum(x, y) / (n * m)
+    within_x = _pairwise_sum(x, x, skip_diagonal=True) / _pair_count(n, unbiased)
+    within_y = _pairwise_sum(y, y, skip_diagonal=True) / _pair_count(m, unbiased)
     return float(2 * cross - within_x - within_y)
 
 
@@ -52,7 +52,8 @@ def mmd(
     if len(bandwidths) == 0 or min(bandwidths) <= 0:
         raise NCSNError(f"mmd: bandwidths must be positive and not empty; got {bandwidths}")
 
-    def kernel(d_sq: Tensor) -> Tensor:
+    def kernel(d: Tensor) -> Tensor:
+        d_sq = d.square()
         return sum(torch.exp(d_sq * (-0.5 / h**2)) for h in bandwidths)
 
     n, m = x.shape[0], y.shape[0]
@@ -77,21 +78,22 @@ def sliced_wasserstein(
     distance is ‖δ‖/√D.
     """
     x, y = _prepare(x, y, need=1)
-    theta = torch.randn(x.shape[1], n_projections, generator=generator, dtype=torch.float64)
-    theta = (theta / theta.norm(dim=0)).to(x.device)
-    px = (x @ theta).sort(dim=0).values
-    py = (y @ theta).sort(dim=0).values
-    n, m = px.shape[0], py.shape[0]
+    theta = torch.randn(n_projections, x.shape[1], generator=generator, dtype=torch.float64)
+    theta = (theta / theta.norm(dim=1, keepdim=True)).to(x.device)
+    # (projections, points): sorting along the contiguous last axis is several times faster.
+    px = (theta @ x.T).sort(dim=1).values
+    py = (theta @ y.T).sort(dim=1).values
+    n, m = px.shape[1], py.shape[1]
     if n == m:
-        w2_sq = ((px - py) ** 2).mean(dim=0)
+        w2_sq = ((px - py) ** 2).mean(dim=1)
     else:
-        levels = torch.cat([torch.arange(1, n + 1) / n, torch.arange(1, m + 1) / m])
-        levels = levels.to(torch.float64).unique()
+        steps = [torch.arange(1, k + 1, dtype=torch.float64) / k for k in (n, m)]
+        levels = torch.cat(steps).unique().to(x.device)
         du = torch.diff(levels, prepend=levels.new_zeros(1))
         middle = levels - du / 2
         ix = (middle * n).long().clamp(max=n - 1)
         iy = (middle * m).long().clamp(max=m - 1)
-        w2_sq = ((px[ix.to(x.device)] - py[iy.to(x.device)]) ** 2 * du[:, None].to(x.device)).sum(0)
+        w2_sq = ((px[:, ix] - py[:, iy]) ** 2 * du).sum(dim=1)
     return float(w2_sq.mean().sqrt())
 
 
@@ -135,8 +137,8 @@ def noise_floor(
 
 
 def _prepare(x: Tensor, y: Tensor, need: int) -> tuple[Tensor, Tensor]:
-    """float64 (N, D) copies centred on their pooled mean (which leaves distances unchanged and
-    keeps ‖a‖² + ‖b‖² − 2aᵀb accurate)."""
+    """float64 (N, D) copies centred on their pooled mean: distances are unchanged, and
+    ``torch.cdist``'s ‖a‖² + ‖b‖² − 2aᵀb form loses no digits to a large common offset."""
     x = x.detach().to(torch.float64).reshape(x.shape[0], -1)
     y = y.detach().to(torch.float64).reshape(y.shape[0], -1)
     if x.shape[1] != y.shape[1]:
@@ -150,21 +152,19 @@ def _prepare(x: Tensor, y: Tensor, need: int) -> tuple[Tensor, Tensor]:
 def _pairwise_sum(
     a: Tensor,
     b: Tensor,
-    fn: Callable[[Tensor], Tensor],
+    fn: Callable[[Tensor], Tensor] | None = None,
     *,
     skip_diagonal: bool = False,
 ) -> Tensor:
-    """Σᵢⱼ fn(‖aᵢ − bⱼ‖²) over all pairs, in row blocks of about ``_BLOCK_PAIRS`` pairs.
-
-    ``skip_diagonal`` (for b = a) leaves out the pairs i = j.
-    """
+    """Σᵢⱼ fn(‖aᵢ − bⱼ‖) over all pairs (fn = identity when None), in row blocks of about
+    ``_BLOCK_PAIRS`` pairs. ``skip_diagonal`` (for b = a) leaves out the pairs i = j."""
     rows = max(1, _BLOCK_PAIRS // b.shape[0])
-    b_sq = (b * b).sum(dim=1)
     total = torch.zeros((), dtype=torch.float64, device=a.device)
     for start in range(0, a.shape[0], rows):
         block = a[start : start + rows]
-        d_sq = ((block * block).sum(dim=1)[:, None] + b_sq - 2 * block @ b.T).clamp_min(0)
-        values = fn(d_sq)
+        values = torch.cdist(block, b)
+        if fn is not None:
+            values = fn(values)
         if skip_diagonal:
             i = torch.arange(block.shape[0], device=a.device)
             values[i, start + i] = 0

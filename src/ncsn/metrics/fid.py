@@ -23,6 +23,7 @@ the result is real and exact for singular covariances, with no ε regularisation
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ncsn.checkpoint import atomic_write_bytes
 from ncsn.errors import NCSNError
 
 __all__ = ["ReferenceStats", "feature_stats", "frechet_distance", "load_stats", "save_stats"]
@@ -134,10 +136,9 @@ def save_stats(path: str | os.PathLike, stats: ReferenceStats) -> None:
     }
     if stats.features is not None:
         arrays["features"] = np.asarray(stats.features, dtype=np.float32)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_stats(path: str | os.PathLike) -> ReferenceStats:

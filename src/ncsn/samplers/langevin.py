@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ncsn.errors import NCSNError
+
 
 def _sigma_list(sigmas: torch.Tensor | Sequence[float]) -> list[float]:
     return sigmas.tolist() if isinstance(sigmas, torch.Tensor) else [float(s) for s in sigmas]
@@ -34,7 +36,7 @@ def initial_noise(
         return torch.rand(tuple(shape), generator=generator, device=device)
     if init == "gaussian":
         return sigma_max * torch.randn(tuple(shape), generator=generator, device=device)
-    raise ValueError(f"init = {init!r}: expected 'uniform' or 'gaussian'")
+    raise NCSNError(f"init = {init!r}: expected 'uniform' or 'gaussian'")
 
 
 @torch.inference_mode()
