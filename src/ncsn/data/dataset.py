@@ -12,8 +12,9 @@ class Dataset:
     """Training examples held in memory.
 
     ``x`` is either uint8 images (N, C, H, W) with 256 levels, float32 images in [0, 1]
-    (N, C, H, W), or float32 vectors (N, D) in their own units (toy data is not rescaled). ``levels`` is the number of discrete intensity levels of the
-    source (256 for 8-bit images, 17 for scikit-learn's digits) or ``None`` for continuous data.
+    (N, C, H, W), or float32 vectors (N, D) in their own units (toy data is not rescaled).
+    ``levels`` is the number of discrete intensity levels of the source (256 for 8-bit images,
+    17 for scikit-learn's digits) or ``None`` for continuous data.
     """
 
     x: torch.Tensor
