@@ -262,9 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--list", action="store_true", help="also print every σ of the ladder")
     q.set_defaults(func=cmd_schedule)
 
+    from ncsn.evaluate_cmd import add_parser as add_evaluate_parser
     from ncsn.toy_experiment import add_parser as add_toy_parser
 
     add_toy_parser(sub)
+    add_evaluate_parser(sub)
 
     q = sub.add_parser(
         "info",
