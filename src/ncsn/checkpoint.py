@@ -1,18 +1,22 @@
 """Checkpoints: tensors in safetensors, everything else as JSON in its header; atomic; verified.
 
 A checkpoint is one ``.safetensors`` file. Its header metadata holds ``ncsn`` (JSON: step, config,
-schedule, optimizer hyper-parameters, …) and ``sha256`` (of every tensor's bytes in key order), so
-a truncated or altered file is detected on load. Files are written to a temporary name in the same
-folder, flushed and fsynced, then renamed over the target: a crash leaves either the old file or
-the new one, never half of one. Loading reads only safetensors and JSON: nothing is unpickled.
+schedule, optimizer hyper-parameters, …) and ``sha256`` (of every tensor's bytes in key order and of
+the ``ncsn`` text), so a truncated or altered file is detected on load. Files are written to a
+temporary name in the same folder, flushed and fsynced, then renamed over the target: a crash
+leaves either the old file or the new one, never half of one, plus at worst a temporary file that
+:func:`remove_stale_temporaries` deletes on the next start. A checkpoint holding a NaN or an
+infinity is never written. Loading reads only safetensors and JSON: nothing is unpickled.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,13 +25,25 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ncsn.errors import NCSNError
+from ncsn.runlock import pid_alive
 
-FORMAT = "ncsn-checkpoint-1"
+FORMAT = "ncsn-checkpoint-2"
+_FORMAT_1 = "ncsn-checkpoint-1"  # its sha256 covers the tensors only; still readable
 _NAME = re.compile(r"^ckpt-(\d{8,})\.safetensors$")
+_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)$")
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class NonFiniteError(NCSNError):
+    """A checkpoint was about to be written with a NaN or infinite value in a float tensor."""
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, fsync the folder."""
+    """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, fsync the folder.
+
+    On any failure the temporary file is removed and ``path`` keeps its old contents; a full disk
+    is reported as an NCSNError that says so.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -36,8 +52,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in _DISK_FULL:
+            raise NCSNError(
+                f"disk full while writing {path} ({e.strerror or e}); the file was left as it "
+                "was: free some space and rerun"
+            ) from None
         raise
     _fsync_dir(path.parent)
 
@@ -55,23 +76,31 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
+def _digest(tensors: dict[str, torch.Tensor], text: str | None) -> str:
     h = hashlib.sha256()
     for key in sorted(tensors):
         t = tensors[key].detach().contiguous().cpu()
         h.update(key.encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    if text is not None:
+        h.update(b"\x00ncsn\x00" + text.encode())
     return h.hexdigest()
 
 
 def save(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Write ``tensors`` and JSON-serialisable ``meta`` atomically to ``path``."""
+    """Write ``tensors`` and JSON-serialisable ``meta`` atomically to ``path``.
+
+    Raises :class:`NonFiniteError` (and writes nothing) if a float tensor holds a NaN or ±inf.
+    """
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    header = {
-        "format": FORMAT,
-        "ncsn": json.dumps(meta, allow_nan=False),
-        "sha256": _digest(tensors),
-    }
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise NonFiniteError(
+            f"{path}: not written: {len(bad)} tensors hold NaN or infinite values "
+            f"({', '.join(sorted(bad)[:3])}{', …' if len(bad) > 3 else ''})"
+        )
+    text = json.dumps(meta, allow_nan=False)
+    header = {"format": FORMAT, "ncsn": text, "sha256": _digest(tensors, text)}
     atomic_write_bytes(path, st_save(tensors, metadata=header))
 
 
@@ -95,24 +124,32 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         tensors = st_load(data)
         header = _header(data)
-    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (SafetensorError, ValueError, RecursionError, TypeError) as e:
         raise NCSNError(f"{path}: not a valid safetensors checkpoint ({e})") from None
-    if header.get("format") != FORMAT:
-        raise NCSNError(f"{path}: expected an {FORMAT} file, header says {header.get('format')!r}")
-    if _digest(tensors) != header.get("sha256"):
+    fmt, text = header.get("format"), header.get("ncsn")
+    if fmt not in (FORMAT, _FORMAT_1):
+        raise NCSNError(f"{path}: expected an {FORMAT} file, header says {fmt!r}")
+    if not isinstance(text, str):
+        raise NCSNError(f"{path}: checkpoint has no ncsn metadata")
+    if _digest(tensors, text if fmt == FORMAT else None) != header.get("sha256"):
         raise NCSNError(f"{path}: checksum mismatch: the checkpoint is corrupted")
     try:
-        meta = json.loads(header["ncsn"])
-    except (KeyError, json.JSONDecodeError) as e:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as e:
         raise NCSNError(f"{path}: checkpoint metadata is not valid JSON ({e})") from None
     return tensors, meta
 
 
 def _header(data: bytes) -> dict:
+    """The ``__metadata__`` mapping of a safetensors file (ValueError if malformed)."""
     n = int.from_bytes(data[:8], "little")
     if n <= 0 or 8 + n > len(data):
         raise ValueError("header length out of range")
-    return json.loads(data[8 : 8 + n]).get("__metadata__", {})
+    header = json.loads(data[8 : 8 + n])
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict):
+        raise ValueError("header is not a mapping")
+    return meta
 
 
 def path_for(folder: str | Path, step: int) -> Path:
@@ -132,12 +169,18 @@ def list_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def latest(folder: str | Path, warn=print) -> tuple[dict[str, torch.Tensor], dict, Path] | None:
-    """The newest checkpoint that loads and verifies; broken newer ones are skipped, with a
-    warning."""
+def latest(
+    folder: str | Path,
+    warn: Callable[[str], object] = print,
+    check: Callable[[dict, Path], object] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict, Path] | None:
+    """The newest checkpoint that loads, verifies and passes ``check`` (which raises NCSNError
+    to reject one); broken newer ones are skipped, with a warning."""
     for _, p in reversed(list_checkpoints(folder)):
         try:
             tensors, meta = load(p)
+            if check is not None:
+                check(meta, p)
         except NCSNError as e:
             warn(f"warning: skipping unusable checkpoint: {e}")
             continue
@@ -149,3 +192,18 @@ def prune(folder: str | Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` checkpoints."""
     for _, p in list_checkpoints(folder)[:-keep_last]:
         p.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: str | Path) -> int:
+    """Delete temporary files that :func:`atomic_write_bytes` left behind in ``folder`` when its
+    process was killed (their writer's pid is no longer alive); returns how many."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for p in folder.iterdir():
+        m = _TEMPORARY.match(p.name)
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed

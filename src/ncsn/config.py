@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -55,9 +56,10 @@ class ScheduleConfig:
 class ModelConfig:
     """Network and parameterization. ``score(x, σ)`` and ``denoise(x, σ)`` exist for all."""
 
-    net: Literal["unet", "mlp"] = "unet"
+    net: Literal["unet", "mlp", "refinenet"] = "unet"
     parameterization: Literal["noise", "score_sigma", "denoiser"] = "noise"
     channels: int = 64  # unet: base width
+    ngf: int = 64  # refinenet: base width (the paper: 64 for MNIST, 128 for CIFAR-10/CelebA)
     channel_mult: list[int] = field(default_factory=lambda: [1, 2])
     num_res_blocks: int = 2
     attention_resolutions: list[int] = field(default_factory=list)
@@ -96,6 +98,8 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass
     deterministic: bool = False
+    nonfinite_patience: int = 5  # consecutive non-finite steps before rolling back
+    nonfinite_lr_factor: float = 0.5  # learning rate × this at each rollback
 
 
 @dataclass
@@ -156,9 +160,14 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
     return from_dict(data, source)
 
 
+def dumps(cfg: Config) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
 def save(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    Path(path).write_text(dumps(cfg))
 
 
 def _apply_override(data: dict, item: str) -> None:
@@ -258,6 +267,10 @@ def _describe(tp: Any) -> str:
     )
 
 
+def _section_name(cfg: Config, section: Any) -> str:
+    return next(f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) is section) + "."
+
+
 def validate(cfg: Config, source: str = "config") -> None:
     """Range checks that types alone do not express."""
 
@@ -265,6 +278,11 @@ def validate(cfg: Config, source: str = "config") -> None:
         raise NCSNError(f"{source}: {name} = {value!r}: expected {expected}")
 
     s, t, m, d, smp = cfg.schedule, cfg.train, cfg.model, cfg.data, cfg.sample
+    for section in (s, t, m, d, smp):
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                fail(_section_name(cfg, section) + f.name, value, "a finite number")
     if not s.sigma_min > 0:
         fail("schedule.sigma_min", s.sigma_min, "a positive number")
     if s.sigma_max != "auto" and not s.sigma_max > s.sigma_min:
@@ -285,7 +303,9 @@ def validate(cfg: Config, source: str = "config") -> None:
         ("train.log_every", t.log_every),
         ("train.preview_n", t.preview_n),
         ("train.ssm_projections", t.ssm_projections),
+        ("train.nonfinite_patience", t.nonfinite_patience),
         ("model.channels", m.channels),
+        ("model.ngf", m.ngf),
         ("model.num_res_blocks", m.num_res_blocks),
         ("model.groups", m.groups),
         ("model.hidden", m.hidden),
@@ -309,10 +329,22 @@ def validate(cfg: Config, source: str = "config") -> None:
         fail("train.grad_clip", t.grad_clip, "zero (off) or a positive number")
     if not (0 <= t.beta1 < 1 and 0 <= t.beta2 < 1):
         fail("train.beta1/beta2", (t.beta1, t.beta2), "numbers in [0, 1)")
+    if t.weight_decay < 0:
+        fail("train.weight_decay", t.weight_decay, "zero or a positive number")
+    if not 0 < t.nonfinite_lr_factor < 1:
+        fail(
+            "train.nonfinite_lr_factor", t.nonfinite_lr_factor, "a number strictly between 0 and 1"
+        )
     if not m.channel_mult or min(m.channel_mult) < 1:
         fail("model.channel_mult", m.channel_mult, "a non-empty list of positive integers")
     if m.channels % m.groups:
         fail("model.channels", m.channels, f"a multiple of model.groups = {m.groups}")
+    if m.net == "refinenet" and not m.conditional:
+        fail(
+            "model.conditional",
+            m.conditional,
+            "true for model.net = 'refinenet' (it is conditioned on the level index)",
+        )
     if m.embedding_dim % 2:
         fail("model.embedding_dim", m.embedding_dim, "an even number")
     if not 0 <= m.dropout < 1:

@@ -18,6 +18,7 @@ from torch import nn
 
 from ncsn.errors import NCSNError
 from ncsn.nets.mlp import MLP
+from ncsn.nets.refinenet import RefineNet
 from ncsn.nets.unet import UNet
 
 PARAMETERIZATIONS = ("noise", "score_sigma", "denoiser")
@@ -68,8 +69,12 @@ class ScoreModel(nn.Module):
         return x + s * s * self.score(x, sigma)
 
 
-def build_model(cfg, data_shape: tuple[int, ...]) -> ScoreModel:
-    """The ScoreModel a ModelConfig describes, for examples of shape (C, H, W) or (D,)."""
+def build_model(cfg, data_shape: tuple[int, ...], sigmas=None) -> ScoreModel:
+    """The ScoreModel a ModelConfig describes, for examples of shape (C, H, W) or (D,).
+
+    ``sigmas`` is the training ladder; ``model.net = 'refinenet'`` needs it (it is conditioned on
+    the level index and only serves that ladder), the other networks ignore it.
+    """
     if cfg.net == "mlp":
         if len(data_shape) != 1:
             raise NCSNError(
@@ -95,8 +100,20 @@ def build_model(cfg, data_shape: tuple[int, ...]) -> ScoreModel:
             cfg.groups,
             cfg.embedding_dim,
         )
+    elif cfg.net == "refinenet":
+        if len(data_shape) != 3:
+            raise NCSNError(
+                f"model.net = 'refinenet' needs images (N, C, H, W); the data set has examples of "
+                f"shape {tuple(data_shape)}: use model.net = 'mlp' for vectors"
+            )
+        if sigmas is None:
+            raise NCSNError(
+                "model.net = 'refinenet' is conditioned on the noise-level index: build_model "
+                "needs the training ladder (sigmas)"
+            )
+        net = RefineNet(data_shape[0], sigmas, cfg.ngf)
     else:
-        raise NCSNError(f"model.net = {cfg.net!r}: expected 'unet' or 'mlp'")
+        raise NCSNError(f"model.net = {cfg.net!r}: expected 'unet', 'refinenet' or 'mlp'")
     return ScoreModel(
         net,
         cfg.parameterization,

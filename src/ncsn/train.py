@@ -1,16 +1,19 @@
 """The training loop: Adam, EMA, gradient clipping, checkpoints, previews, logs, resume.
 
-Read top to bottom: set up (data, schedule, model, optimizer), restore the latest checkpoint if
-there is one, then loop: batch → loss → step → EMA → log / checkpoint / preview.
+Read top to bottom: load the data, take the run directory's lock, restore the latest good
+checkpoint if there is one, set up (schedule, model, optimizer), then loop: batch → loss → step →
+EMA → log / checkpoint / preview.
 
-Run directory layout: ``config.yaml`` (resolved), ``schedule.json``, ``checkpoints/``,
-``previews/``, ``metrics.csv`` and ``tb/`` (TensorBoard, when installed).
+Run directory layout: ``.lock`` (while training), ``config.yaml`` (resolved), ``schedule.json``,
+``checkpoints/``, ``previews/``, ``metrics.csv`` and ``tb/`` (TensorBoard, when installed).
+Failures and what they can cost are described in docs/conventions.md, "Failures and recovery".
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import time
 from pathlib import Path
@@ -18,81 +21,42 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ncsn import checkpoint, config, schedule
+from ncsn import checkpoint, config, nonfinite, runlock, schedule, train_state
 from ncsn.data import load_dataset
+from ncsn.data.dataset import Dataset
 from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel, build_model, count_parameters
 from ncsn.objectives import dsm_loss, ssm_loss
 from ncsn.samplers.langevin import annealed_langevin
 from ncsn.viz import save_grid, save_scatter
 
-CSV_FIELDS = ["step", "loss", "lr", "grad_norm", "steps_per_s", "elapsed_s"]
+CSV_FIELDS = ["step", "loss", "lr", "grad_norm", "skipped", "steps_per_s", "elapsed_s"]
+MAX_ROLLBACKS = 10  # then the run stops: the learning rate has been divided by ~1000 already
+_SCAN_EVERY = 1024  # read the guard's flags at least this often, whatever log_every is
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' → CUDA if available, else MPS, else CPU; anything else as given."""
+    """'auto' → CUDA if available, else MPS, else CPU; else cpu, cuda, cuda:N or mps."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    expected = f"train.device = {name!r}: expected auto, cpu, cuda, cuda:N or mps"
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise NCSNError(
-            f"train.device = {name!r}: expected auto, cpu, cuda, cuda:N or mps"
-        ) from None
+    except (RuntimeError, ValueError, TypeError):
+        raise NCSNError(expected) from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise NCSNError(expected)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise NCSNError(f"train.device = {name!r}: CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise NCSNError(f"train.device = {name!r}: there are {torch.cuda.device_count()} GPUs")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise NCSNError(f"train.device = {name!r}: MPS is not available on this machine")
     return device
-
-
-def _state(model, ema, opt, data_gen, noise_gen) -> tuple[dict, dict]:
-    """All training state as (tensors, JSON-able metadata)."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
-    opt_state = opt.state_dict()
-    for i, s in opt_state["state"].items():
-        tensors |= {f"optim.{i}.{k}": torch.as_tensor(v) for k, v in s.items()}
-    tensors["rng.data"] = data_gen.get_state()
-    tensors["rng.noise"] = noise_gen.get_state()
-    tensors["rng.torch"] = torch.get_rng_state()
-    return tensors, {"param_groups": opt_state["param_groups"]}
-
-
-def _restore(tensors, meta, model, ema, opt, data_gen, noise_gen) -> None:
-    def part(prefix: str) -> dict:
-        return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-    model.load_state_dict(part("model."))
-    ema.load_state_dict(part("ema."))
-    state: dict[int, dict] = {}
-    for k, v in part("optim.").items():
-        i, name = k.split(".", 1)
-        state.setdefault(int(i), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    data_gen.set_state(tensors["rng.data"])
-    noise_gen.set_state(tensors["rng.noise"])
-    torch.set_rng_state(tensors["rng.torch"])
-
-
-def _check_compatible(cfg: config.Config, meta: dict, path: Path) -> None:
-    """Resuming needs the same data, model and schedule settings as the checkpoint."""
-    saved = meta["config"]
-    now = config.to_dict(cfg)
-    diffs = [
-        f"{section}.{k}: checkpoint {saved[section].get(k)!r}, config {v!r}"
-        for section in ("data", "model", "schedule")
-        for k, v in now[section].items()
-        if saved[section].get(k) != v
-    ]
-    if diffs:
-        raise NCSNError(
-            f"{path}: checkpoint was trained with a different config ("
-            + "; ".join(diffs)
-            + "); use a new run_dir or restore those settings"
-        )
 
 
 def preview(model: ScoreModel, sched: schedule.Schedule, shape, n: int, seed: int, path: Path):
@@ -115,50 +79,79 @@ def preview(model: ScoreModel, sched: schedule.Schedule, shape, n: int, seed: in
 def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
     """Train (or resume) the run in ``cfg.run_dir``; returns a summary dict."""
     t = cfg.train
-    run_dir = Path(cfg.run_dir)
-    ckpt_dir = run_dir / "checkpoints"
     device = resolve_device(t.device)
     if t.deterministic:
         torch.use_deterministic_algorithms(True)
-
     data = load_dataset(cfg.data, seed=t.seed)
     if t.batch_size > len(data):
         raise NCSNError(
             f"train.batch_size = {t.batch_size}: larger than the data set ({len(data)} examples)"
         )
-    found = checkpoint.latest(ckpt_dir, warn=log)
+    with runlock.hold(cfg.run_dir, warn=log):
+        try:
+            return _train(cfg, data, device, progress, log)
+        except (torch.OutOfMemoryError, MemoryError) as e:
+            raise _out_of_memory(cfg, device, e) from None
+        except RuntimeError as e:
+            if "can't allocate memory" not in str(e):
+                raise
+            raise _out_of_memory(cfg, device, e) from None
+
+
+def _out_of_memory(cfg: config.Config, device: torch.device, e: BaseException) -> NCSNError:
+    return NCSNError(
+        f"out of memory on {device} with train.batch_size = {cfg.train.batch_size} "
+        f"({type(e).__name__}): lower train.batch_size (or the model size, e.g. model.channels) "
+        "and rerun; training resumes from the last checkpoint"
+    )
+
+
+def _fault(step: int, loss: torch.Tensor, model: ScoreModel, ema: ScoreModel) -> torch.Tensor:
+    """Test seam, called once per step with the loss: returns it unchanged. Tests replace it to
+    inject a NaN, corrupt weights or raise an error at a chosen step."""
+    return loss
+
+
+def _train(cfg: config.Config, data: Dataset, device: torch.device, progress: bool, log) -> dict:
+    t = cfg.train
+    run_dir = Path(cfg.run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    for folder in (run_dir, ckpt_dir):
+        if n := checkpoint.remove_stale_temporaries(folder):
+            log(f"removed {n} temporary files left by an interrupted run in {folder}")
+    found = _resume_point(cfg, data, ckpt_dir, log)
     if found is not None:
-        _check_compatible(cfg, found[1], found[2])
-        sched = schedule.Schedule(**found[1]["schedule"])
+        sched = train_state.parse_meta(found[1], found[2])[1]
     else:
         sched = schedule.resolve(cfg.schedule, data.as_float() if _needs_data(cfg) else None)
 
     torch.manual_seed(t.seed)
-    model = build_model(cfg.model, data.shape).to(device)
+    model = build_model(cfg.model, data.shape, sched.sigmas).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.Adam(
-        model.parameters(),
-        lr=t.lr,
-        betas=(t.beta1, t.beta2),
-        weight_decay=t.weight_decay,
-    )
+    opt = nonfinite.adam(model.parameters(), t)
     data_gen = torch.Generator().manual_seed(t.seed + 1)
     noise_gen = torch.Generator(device).manual_seed(t.seed + 2)
-    step = 0
+    guard = nonfinite.Guard()
+    step, initial = 0, None
     if found is not None:
-        _restore(found[0], found[1], model, ema, opt, data_gen, noise_gen)
-        step = found[1]["step"]
-        log(f"resumed from {found[2]} at step {step}")
+        tensors, meta, path = found
+        train_state.restore(tensors, meta, path, model, ema, opt, data_gen, noise_gen)
+        guard.load(meta.get("nonfinite", {}), path)
+        step = meta["step"]
+        log(f"resumed from {path} at step {step}")
+    else:  # the rollback target until the first checkpoint exists
+        tensors, extra = train_state.collect(model, ema, opt, data_gen, noise_gen)
+        initial = ({k: v.detach().clone().cpu() for k, v in tensors.items()}, extra)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(cfg, run_dir / "config.yaml")
+    checkpoint.atomic_write_bytes(run_dir / "config.yaml", config.dumps(cfg).encode())
     checkpoint.atomic_write_bytes(
         run_dir / "schedule.json", json.dumps(sched.to_dict(), indent=1).encode()
     )
     log(f"data: {data.name}, {len(data)} examples of shape {data.shape}")
     log(f"model: {cfg.model.net}, {count_parameters(model):,} parameters, device {device}")
     log(sched.describe())
-    metrics_file = _open_metrics(run_dir / "metrics.csv", step)
+    metrics_path = run_dir / "metrics.csv"
+    metrics_file = _open_metrics(metrics_path, step, log)
     writer = _tensorboard(run_dir / "tb")
 
     sigmas = sched.tensor(device)
@@ -166,11 +159,13 @@ def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
     loss_kwargs = {"power": t.loss_power}
     if t.objective == "ssm":
         loss_kwargs["projections"] = t.ssm_projections
-    params = [p for p in model.parameters()]
-    ema_params = [p for p in ema.parameters()]
+    params = list(model.parameters())
+    ema_params = list(ema.parameters())
+    max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")  # inf: measure, do not clip
+    ema_rate = torch.tensor(1.0 - t.ema, device=device)
 
     def save_checkpoint() -> None:
-        tensors, extra = _state(model, ema, opt, data_gen, noise_gen)
+        tensors, extra = train_state.collect(model, ema, opt, data_gen, noise_gen)
         meta = {
             "step": step,
             "config": config.to_dict(cfg),
@@ -178,13 +173,39 @@ def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
             "data_shape": list(data.shape),
             "data_name": data.name,
             "parameters": count_parameters(model),
+            "nonfinite": guard.state(),
         } | extra
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.save(checkpoint.path_for(ckpt_dir, step), tensors, meta)
         checkpoint.prune(ckpt_dir, t.keep_last)
 
+    def roll_back(reason: str) -> int:
+        """Restore the last good state, lower the learning rate; returns the step restored."""
+        nonlocal metrics_file
+        if guard.rollbacks >= MAX_ROLLBACKS:
+            raise NCSNError(
+                f"{reason}; still failing after {MAX_ROLLBACKS} rollbacks with the learning "
+                f"rate lowered to {t.lr * guard.lr_scale:.3g}: lower train.lr or "
+                "train.grad_clip, or check the data and the model settings"
+            )
+        back = checkpoint.latest(ckpt_dir, warn=log, check=train_state.check_meta)
+        if back is None and initial is None:
+            raise NCSNError(f"{reason}; and no usable checkpoint in {ckpt_dir} to roll back to")
+        tensors, meta, path = back if back is not None else (*initial, "the initial weights")
+        train_state.restore(tensors, meta, Path(path), model, ema, opt, data_gen, noise_gen)
+        guard.rolled_back(t.nonfinite_lr_factor)
+        restored = meta.get("step", 0)
+        log(
+            f"warning: {reason}: rolled back to step {restored} ({path}) and lowered the "
+            f"learning rate to {t.lr * guard.lr_scale:.3g} (× {t.nonfinite_lr_factor})"
+        )
+        metrics_file.close()
+        metrics_file = _open_metrics(metrics_path, restored, log)
+        bar.n = restored
+        bar.refresh()
+        return restored
+
     bar = tqdm(total=t.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
-    loss_sum = torch.zeros((), device=device)
     grad_norm = torch.zeros((), device=device)
     window_start, window_step, start_time = time.perf_counter(), step, time.perf_counter()
     model.train()
@@ -194,38 +215,53 @@ def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
             index, generator=data_gen, dequantize=cfg.data.dequantize, hflip=cfg.data.hflip
         )
         x = x.to(device, non_blocking=True)
-        lr = t.lr * min(1.0, (step + 1) / t.warmup) if t.warmup else t.lr
+        lr = t.lr * guard.lr_scale * (min(1.0, (step + 1) / t.warmup) if t.warmup else 1.0)
         for group in opt.param_groups:
             group["lr"] = lr
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16"):
             loss = loss_fn(model, x, sigmas, generator=noise_gen, **loss_kwargs)
+        loss = _fault(step, loss, model, ema)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if t.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
-        opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(ema_params, params, 1.0 - t.ema)
-        loss_sum += loss.detach()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        skip = guard.flag(loss, grad_norm)  # on the device: no host sync
+        nonfinite.optimizer_step(opt, skip)
+        nonfinite.ema_update(ema_params, params, ema_rate, skip)
         step += 1
         bar.update(1)
 
-        if step % t.log_every == 0 or step == t.steps:
+        at_log = step % t.log_every == 0 or step == t.steps
+        at_checkpoint = step % t.checkpoint_every == 0 or step == t.steps
+        if at_log or at_checkpoint or guard.unread() >= _SCAN_EVERY:
+            run = guard.read()
+            if run >= t.nonfinite_patience:
+                step = window_step = roll_back(
+                    f"non-finite loss or gradient norm in {run} consecutive steps"
+                )
+                window_start = time.perf_counter()
+                continue
+        if at_log:
             now = time.perf_counter()
             row = {
                 "step": step,
-                "loss": loss_sum.item() / (step - window_step),
+                "loss": guard.take_mean_loss(),
                 "lr": lr,
                 "grad_norm": float(grad_norm),
+                "skipped": guard.skipped,
                 "steps_per_s": (step - window_step) / (now - window_start),
                 "elapsed_s": now - start_time,
             }
             _write_row(metrics_file, row, writer)
             bar.set_postfix(loss=f"{row['loss']:.4g}")
-            loss_sum.zero_()
             window_start, window_step = now, step
-        if step % t.checkpoint_every == 0 or step == t.steps:
-            save_checkpoint()
+        if at_checkpoint:
+            try:
+                save_checkpoint()
+            except checkpoint.NonFiniteError as e:
+                step = window_step = roll_back(str(e))
+                window_start = time.perf_counter()
+                continue
+            initial = None
         if t.preview_every and (step % t.preview_every == 0 or step == t.steps):
             (run_dir / "previews").mkdir(exist_ok=True)
             ema.eval()
@@ -241,36 +277,58 @@ def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
     metrics_file.close()
     if writer is not None:
         writer.close()
+    if guard.skipped:
+        log(f"{guard.skipped} steps skipped for non-finite values, {guard.rollbacks} rollbacks")
     return {"step": step, "run_dir": str(run_dir), "parameters": count_parameters(model)}
+
+
+def _resume_point(cfg: config.Config, data: Dataset, ckpt_dir: Path, log):
+    """The checkpoint to resume from (None for a new run); newer unusable ones are set aside."""
+    files = checkpoint.list_checkpoints(ckpt_dir)
+    found = checkpoint.latest(ckpt_dir, warn=log, check=train_state.check_meta)
+    if files and found is None:
+        raise NCSNError(
+            f"{ckpt_dir}: none of its {len(files)} checkpoints is usable (see the warnings "
+            "above): move them away to start this run afresh"
+        )
+    if found is None:
+        return None
+    for _, p in files[[p for _, p in files].index(found[2]) + 1 :]:
+        p.replace(p.with_name(p.name + ".corrupt"))
+        log(f"warning: set aside unusable checkpoint {p} as {p.name}.corrupt")
+    train_state.check_compatible(cfg, found[1], data.shape, found[2])
+    return found
 
 
 def _needs_data(cfg: config.Config) -> bool:
     return cfg.schedule.sigma_max == "auto" or cfg.schedule.num_levels == "auto"
 
 
-def _open_metrics(path: Path, step: int):
-    """metrics.csv, with rows past ``step`` (lost with an unsaved crash) dropped on resume."""
+def _open_metrics(path: Path, step: int, log):
+    """metrics.csv for appending, rewritten atomically without the rows past ``step`` (logged
+    after the checkpoint being resumed from, so they are about to be logged again)."""
     rows = []
     if path.exists() and step > 0:
-        with open(path, newline="") as f:
-            rows = [
-                r
-                for r in csv.DictReader(f)
-                if r.get("step", "").isdigit() and int(r["step"]) <= step
-            ]
-    f = open(path, "w", newline="")
-    writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        with open(path, newline="", errors="replace") as f:
+            try:
+                for r in csv.DictReader(f):
+                    if (r.get("step") or "").isdigit() and int(r["step"]) <= step:
+                        rows.append(r)
+            except csv.Error as e:
+                log(f"warning: {path}: keeping the {len(rows)} rows before a damaged line ({e})")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    f.flush()
-    return f
+    checkpoint.atomic_write_bytes(path, buf.getvalue().encode())
+    return open(path, "a", newline="")
 
 
 def _write_row(f, row: dict, tb) -> None:
     csv.DictWriter(f, fieldnames=CSV_FIELDS).writerow(row)
     f.flush()
     if tb is not None:
-        for k in ("loss", "lr", "grad_norm", "steps_per_s"):
+        for k in ("loss", "lr", "grad_norm", "skipped", "steps_per_s"):
             tb.add_scalar(f"train/{k}", row[k], row["step"])
 
 
@@ -289,19 +347,14 @@ def load_run(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise NCSNError(f"{run_dir}: run directory not found")
-    found = checkpoint.latest(run_dir / "checkpoints", warn=log)
+    found = checkpoint.latest(run_dir / "checkpoints", warn=log, check=train_state.check_meta)
     if found is None:
         raise NCSNError(f"{run_dir}: no usable checkpoint in {run_dir / 'checkpoints'}")
     tensors, meta, path = found
-    cfg = config.from_dict(meta["config"], source=str(path))
-    model = build_model(cfg.model, tuple(meta["data_shape"]))
-    prefix = "ema." if ema else "model."
-    weights = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise NCSNError(
-            f"{path}: weights do not fit the model its config describes ({e})"
-        ) from None
+    cfg, sched = train_state.parse_meta(meta, path)
+    shape = tuple(meta["data_shape"])
+    model = train_state.model_for(
+        cfg, shape, sched.sigmas, tensors, "ema." if ema else "model.", path
+    )
     model.to(device).eval()
-    return model, schedule.Schedule(**meta["schedule"]), cfg, meta | {"path": str(path)}
+    return model, sched, cfg, meta | {"path": str(path)}

@@ -147,10 +147,11 @@ def test_mnist_missing_files_say_what_and_where(tmp_path):
     assert str(tmp_path / "MNIST" / "raw") in msg
 
 
-def test_mnist_download_is_not_supported_yet(tmp_path):
-    with pytest.raises(NCSNError, match="downloading is not supported yet") as e:
+def test_mnist_download_failure_names_the_url(tmp_path, monkeypatch):
+    monkeypatch.setenv("NCSN_MNIST_URL", "http://127.0.0.1:1/")  # closed port: no internet
+    with pytest.raises(NCSNError, match="download failed") as e:
         load_mnist(tmp_path, "train", download=True)
-    assert "train-images-idx3-ubyte" in str(e.value)
+    assert "http://127.0.0.1:1/train-images-idx3-ubyte.gz" in str(e.value)
 
 
 @pytest.mark.skipif(

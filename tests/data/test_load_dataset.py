@@ -41,12 +41,14 @@ def test_mnist_split_is_passed_through(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["mnist", "cifar10"])
-def test_download_reports_it_is_not_supported_and_the_files_expected(tmp_path, name):
+def test_download_switch_reaches_the_downloader(tmp_path, name, monkeypatch):
+    monkeypatch.setenv("NCSN_MNIST_URL", "http://127.0.0.1:1/")  # closed port: no internet
+    monkeypatch.setenv("NCSN_CIFAR10_URL", "http://127.0.0.1:1/cifar-10-python.tar.gz")
     cfg = DataConfig(name=name, root=str(tmp_path), split="test", download=True)
-    with pytest.raises(NCSNError, match="downloading is not supported yet") as e:
+    with pytest.raises(NCSNError, match="download failed") as e:
         load_dataset(cfg)
-    assert ("t10k-images-idx3-ubyte" if name == "mnist" else "test_batch") in str(e.value)
-    assert str(tmp_path) in str(e.value)
+    expected = "t10k-images-idx3-ubyte.gz" if name == "mnist" else "cifar-10-python.tar.gz"
+    assert f"http://127.0.0.1:1/{expected}" in str(e.value)
 
 
 def test_folder_defaults_to_rgb(tmp_path):

@@ -66,13 +66,18 @@ def load_mnist(root: str | Path, split: str = "train", *, download: bool = False
     """MNIST from its IDX files, plain or ``.gz``, in ``root`` or ``root/MNIST/raw`` (torchvision).
 
     Returns uint8 (N, 1, 28, 28), 256 levels, int64 labels; the labels file is optional (labels
-    are None without it) but must match the images when present. ``download`` is not supported
-    yet: with it, missing files raise an error saying so and where to put them.
+    are None without it) but must match the images when present. With ``download``, missing
+    images are fetched into ``root`` first (:func:`ncsn.data.download.download_mnist`).
     """
     root = _root_path(root, "mnist")
     image_name, label_name = MNIST_FILES[_check_split(split)]
     dirs = [root, root / "MNIST" / "raw"]
     image_path = _find_file(dirs, image_name, (".gz",))
+    if image_path is None and download:
+        from ncsn.data.download import download_mnist
+
+        download_mnist(root, split)
+        image_path = _find_file(dirs, image_name, (".gz",))
     if image_path is None:
         expected = [f"{image_name} (or {image_name}.gz)"]
         raise _missing(f"MNIST {split} images", expected, dirs, download)
@@ -94,12 +99,17 @@ def load_cifar10(root: str | Path, split: str = "train", *, download: bool = Fal
 
     Train is ``data_batch_1`` … ``data_batch_5``, test is ``test_batch``. The batches are pickles;
     they are read with an unpickler that only builds numpy arrays, never arbitrary objects.
-    Returns uint8 (N, 3, 32, 32), 256 levels, int64 labels.
+    Returns uint8 (N, 3, 32, 32), 256 levels, int64 labels. With ``download``, missing batches
+    are fetched first (:func:`ncsn.data.download.download_cifar10`).
     """
     root = _root_path(root, "cifar10")
     names = CIFAR10_FILES[_check_split(split)]
     dirs = [root, root / CIFAR10_DIR]
     folder = next((d for d in dirs if any((d / name).is_file() for name in names)), None)
+    if download and (folder is None or not all((folder / n).is_file() for n in names)):
+        from ncsn.data.download import download_cifar10
+
+        folder = download_cifar10(root)
     if folder is None:
         raise _missing(f"CIFAR-10 {split} batches", list(names), dirs, download)
     absent = [name for name in names if not (folder / name).is_file()]
@@ -174,7 +184,7 @@ def _missing(what: str, names: list[str], dirs: list[Path], download: bool) -> N
     where = " or ".join(str(d) for d in dirs)
     if download:
         return NCSNError(
-            f"{what} not found and downloading is not supported yet: put {files} in {where}"
+            f"{what} not found even after downloading: expected {files} in {where}"
         )
     if dirs[0].is_dir():
         note = ""

@@ -1,0 +1,125 @@
+"""The non-finite guard: a step whose loss or gradient norm is NaN/±inf changes nothing.
+
+Per step, on the device and without a host sync: ``skip`` = 1.0 when ``loss + grad_norm`` is not
+finite, else 0.0. Fused Adam receives it as ``found_inf`` (the protocol GradScaler uses), so its
+kernel leaves weights, moments and step count untouched; the EMA moves by (1 − ema)·(1 − skip),
+i.e. not at all. The loss and flag of each step are kept on the device and brought to the host
+in one transfer at points that already synchronised before the guard existed (log rows and
+checkpoints), where consecutive skipped steps are counted; the training loop rolls back after
+``train.nonfinite_patience`` of them (docs/conventions.md, "Failures and recovery").
+
+Cost per step: six small device ops (isfinite, not, float, stack, two for the EMA weight) and an
+EMA written as sub/mul/add instead of one lerp, because lerp's foreach form takes no device
+scalar. Devices without a fused Adam kernel fall back to one ``.item()`` sync per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from ncsn.config import TrainConfig
+from ncsn.errors import NCSNError
+
+
+def adam(params: Iterable[torch.nn.Parameter], t: TrainConfig) -> torch.optim.Adam:
+    """Adam with ``t``'s hyper-parameters, fused where the device has the kernel."""
+    params = list(params)
+    kwargs = {"lr": t.lr, "betas": (t.beta1, t.beta2), "weight_decay": t.weight_decay}
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except RuntimeError:  # no fused kernel for this device
+        return torch.optim.Adam(params, **kwargs)
+
+
+def optimizer_step(opt: torch.optim.Optimizer, skip: torch.Tensor) -> None:
+    """``opt.step()`` unless ``skip`` (a 0-dim float tensor, 1.0 = skip) is set."""
+    if opt.defaults.get("fused"):
+        opt.found_inf = skip  # read by the fused kernel on the device
+        opt.step()
+    elif not skip.item():
+        opt.step()
+
+
+@torch.no_grad()
+def ema_update(
+    ema_params: list[torch.Tensor],
+    params: list[torch.Tensor],
+    rate: torch.Tensor,
+    skip: torch.Tensor,
+) -> None:
+    """ema ← ema + rate·(1 − skip)·(θ − ema), with ``rate`` = 1 − train.ema on the device."""
+    delta = torch._foreach_sub(params, ema_params)
+    torch._foreach_mul_(delta, rate - rate * skip)
+    torch._foreach_add_(ema_params, delta)
+
+
+class Guard:
+    """Counts skipped steps and runs of consecutive ones; holds the learning-rate scale."""
+
+    def __init__(self) -> None:
+        self.pending: list[torch.Tensor] = []
+        self.run = 0  # consecutive skipped steps at the end of what has been read
+        self.skipped = 0  # total over the run (kept across resumes and rollbacks)
+        self.rollbacks = 0
+        self.lr_scale = 1.0  # × nonfinite_lr_factor at each rollback; saved in checkpoints
+        self.loss_sum = 0.0
+        self.loss_n = 0
+
+    def flag(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
+        """1.0 (skip) if the loss or the gradient norm is not finite, else 0.0; on the device."""
+        loss = loss.detach().float()
+        skip = torch.isfinite(loss + grad_norm).logical_not_().float()
+        self.pending.append(torch.stack((loss, skip)))
+        return skip
+
+    def unread(self) -> int:
+        """Steps flagged since the last :meth:`read`."""
+        return len(self.pending)
+
+    def read(self) -> int:
+        """Fold the pending steps in (one host sync); the longest consecutive run among them."""
+        rows = torch.stack(self.pending).tolist() if self.pending else []
+        self.pending.clear()
+        longest = 0
+        for loss, skip in rows:
+            if skip:
+                self.skipped += 1
+                self.run += 1
+                longest = max(longest, self.run)
+            else:
+                self.run = 0
+                self.loss_sum += loss
+                self.loss_n += 1
+        return longest
+
+    def take_mean_loss(self) -> float:
+        """Mean loss of the steps taken since the last call (NaN if all were skipped)."""
+        mean = self.loss_sum / self.loss_n if self.loss_n else float("nan")
+        self.loss_sum, self.loss_n = 0.0, 0
+        return mean
+
+    def rolled_back(self, factor: float) -> None:
+        """Forget what was pending, count the rollback and scale the learning rate."""
+        self.pending.clear()
+        self.run, self.loss_sum, self.loss_n = 0, 0.0, 0
+        self.rollbacks += 1
+        self.lr_scale *= factor
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of the guard."""
+        return {"skipped": self.skipped, "rollbacks": self.rollbacks, "lr_scale": self.lr_scale}
+
+    def load(self, state: dict, path: Path) -> None:
+        """Restore :meth:`state` from a checkpoint's metadata (missing entries: defaults)."""
+        skipped, rollbacks = state.get("skipped", 0), state.get("rollbacks", 0)
+        lr_scale = state.get("lr_scale", 1.0)
+        counts_ok = all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (skipped, rollbacks)
+        )
+        scale_ok = isinstance(lr_scale, (int, float)) and not isinstance(lr_scale, bool)
+        if not (counts_ok and scale_ok and 0 < lr_scale <= 1):
+            raise NCSNError(f"{path}: checkpoint metadata has a malformed nonfinite entry {state}")
+        self.skipped, self.rollbacks, self.lr_scale = skipped, rollbacks, float(lr_scale)
