@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import errno
-import io
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ncsn import config
@@ -65,94 +62,6 @@ def cmd_schedule(args) -> None:
     print(sched.describe())
     if args.list:
         print("sigmas: " + ", ".join(f"{s:.6g}" for s in sched.sigmas))
-
-
-def cmd_sample(args) -> None:
-    from ncsn.samplers.langevin import annealed_langevin
-    from ncsn.train import load_run, resolve_device
-    from ncsn.viz import make_grid, save_gif, save_grid, save_scatter, scatter_frame, to_uint8
-
-    device = resolve_device(args.device)
-    model, sched, cfg, meta = load_run(args.run_dir, ema=not args.raw_weights, device=device)
-    s = cfg.sample
-    n = args.n if args.n is not None else s.n
-    seed = args.seed if args.seed is not None else s.seed
-    steps = args.steps if args.steps is not None else sched.steps_per_level
-    eps = args.eps if args.eps is not None else sched.step_size
-    batch = args.batch_size or s.batch_size
-    init = args.init or s.init
-    for name, value in [("--n", n), ("--steps", steps), ("--batch-size", batch)]:
-        if value < 1:
-            raise NCSNError(f"{name} {value}: expected a positive integer")
-    if not eps > 0:
-        raise NCSNError(f"--eps {eps}: expected a positive number")
-    out = Path(args.out) if args.out else Path(args.run_dir) / "samples"
-    out.mkdir(parents=True, exist_ok=True)
-    shape = tuple(meta["data_shape"])
-    is_image = len(shape) == 3
-
-    total_steps = len(sched.sigmas) * steps
-    every = max(1, total_steps // s.gif_frames)
-    frames: list[np.ndarray] = []
-    lim = 1.2 * sched.sigma_max
-
-    def record(state: dict) -> None:
-        if state["nfe"] % every == 0 or state["nfe"] > total_steps:
-            x = state["x"][:64]
-            frames.append(make_grid(x) if is_image else scatter_frame(x, lim=_toy_lim(x, lim)))
-
-    gen = torch.Generator(device).manual_seed(seed)
-    chunks, nfe = [], 0
-    start = time.perf_counter()
-    for i in range(0, n, batch):
-        m = min(batch, n - i)
-        if i == 0:
-            first = initial_frame = None
-            from ncsn.samplers.langevin import initial_noise
-
-            first = initial_noise((m, *shape), sched.sigma_max, generator=gen, init=init)
-            initial_frame = make_grid(first[:64]) if is_image else None
-            if initial_frame is not None:
-                frames.append(initial_frame)
-        else:
-            first = None
-        x = annealed_langevin(
-            model,
-            (m, *shape),
-            sched.sigmas,
-            generator=gen,
-            callback=record if i == 0 else None,
-            eps=eps,
-            n_steps_each=steps,
-            init=init,
-            denoise_final=not args.no_denoise,
-            x=first,
-        )
-        nfe = total_steps + (0 if args.no_denoise else 1)
-        chunks.append(x.float().cpu())
-    elapsed = time.perf_counter() - start
-    x = torch.cat(chunks)
-    from ncsn.checkpoint import atomic_write_bytes
-
-    buf = io.BytesIO()
-    if is_image:
-        np.savez(buf, images=to_uint8(x))
-        save_grid(x[: args.grid], out / "grid.png")
-    else:
-        np.savez(buf, samples=x.numpy())
-        save_scatter(x, out / "scatter.png")
-    atomic_write_bytes(out / "samples.npz", buf.getvalue())
-    save_gif(frames, out / "chain.gif")
-    print(
-        f"{n} samples, sampler ald (L = {len(sched.sigmas)}, T = {steps}, ε = {eps:.4g}), "
-        f"NFE {nfe} per sample, {elapsed:.1f} s on {device}"
-    )
-    names = ["grid.png" if is_image else "scatter.png", "chain.gif", "samples.npz"]
-    print("wrote " + ", ".join(str(out / f) for f in names))
-
-
-def _toy_lim(x: torch.Tensor, lim: float) -> float:
-    return min(lim, 1.1 * float(x.abs().max()) + 1e-6) if x.numel() else lim
 
 
 def cmd_info(args) -> None:
@@ -229,28 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_train)
 
-    q = sub.add_parser(
-        "sample",
-        help="draw samples from a trained run",
-        description="Sample with annealed Langevin dynamics from the EMA weights of "
-        "the run's latest checkpoint; writes grid.png (scatter.png for vectors), "
-        "chain.gif (noise to data) and samples.npz (key 'images', uint8 N×H×W×C).",
-    )
-    q.add_argument("run_dir", help="run directory written by `ncsn train`")
-    q.add_argument("--n", type=int, help="number of samples (default: sample.n of the run)")
-    q.add_argument("--seed", type=int, help="random seed (same seed, same samples)")
-    q.add_argument("--steps", type=int, help="Langevin steps per noise level T")
-    q.add_argument(
-        "--eps", type=float, help="step size ε, official convention (default: the run's)"
-    )
-    q.add_argument("--init", choices=["uniform", "gaussian"], help="starting noise")
-    q.add_argument("--no-denoise", action="store_true", help="skip the final denoising step")
-    q.add_argument("--batch-size", type=int, help="samples per batch")
-    q.add_argument("--grid", type=int, default=100, help="samples shown in grid.png (default 100)")
-    q.add_argument("--out", help="output folder (default RUN_DIR/samples)")
-    q.add_argument("--device", default="auto", help="auto, cpu, cuda, … (default auto)")
-    q.add_argument("--raw-weights", action="store_true", help="use the raw weights, not the EMA")
-    q.set_defaults(func=cmd_sample)
+    from ncsn.sampling_cli import add_parsers as add_sampling_parsers
+
+    add_sampling_parsers(sub)
 
     q = sub.add_parser(
         "schedule",

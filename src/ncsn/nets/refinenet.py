@@ -174,10 +174,11 @@ class RefineNet(nn.Module):
 
     def __init__(self, in_channels: int, sigmas: torch.Tensor | list[float], ngf: int = 64):
         super().__init__()
-        sigmas = torch.as_tensor(sigmas, dtype=torch.float32).flatten()
-        if len(sigmas) < 1 or not bool((sigmas > 0).all()):
-            raise NCSNError(f"RefineNet needs a ladder of positive σ values, got {sigmas.tolist()}")
-        self.register_buffer("sigmas", sigmas)
+        # Checked as plain floats: the model may be built on the meta device (shape checks).
+        values = [float(s) for s in torch.as_tensor(sigmas, device="cpu").flatten()]
+        if not values or min(values) <= 0:
+            raise NCSNError(f"RefineNet needs a ladder of positive σ values, got {values}")
+        self.register_buffer("sigmas", torch.tensor(values, dtype=torch.float32))
         n, c2 = len(sigmas), 2 * ngf
         self.begin = nn.Conv2d(in_channels, ngf, 3, padding=1)
         self.stage1 = nn.ModuleList([_ResidualBlock(ngf, ngf, n), _ResidualBlock(ngf, ngf, n)])

@@ -1,0 +1,327 @@
+"""MNIST sample-quality benchmark: the NCSN paper's setting against our default, per wall-clock.
+
+Data: the 10,000 MNIST test digits (``t10k`` files of ``--data``): the first 8,000 train the
+score models (and the domain classifier), the last 2,000 are held out as the reference. Each
+configuration (``paper`` = configs/mnist_paper.yaml, the RefineNet; ``default`` =
+configs/mnist.yaml, our U-Net) trains for ``--minutes`` of wall time, run by ``ncsn.train.train``
+in chunks that resume from the previous chunk's checkpoint; after each of ``--evals`` equal
+shares of the budget, ``--n-along`` samples are drawn (annealed Langevin, ``--eval-steps``
+steps per level) and scored with :func:`ncsn.metrics.evaluate.evaluate` in the features of a
+domain classifier trained once (cached in the results folder). At the end ``--n`` samples are
+scored at each T of ``--nfe-steps`` (metrics against NFE). The data floor is the same scoring of
+real training digits. Everything goes to ``--out``: results.json (with the exact command),
+plots and sample grids.
+
+    python benchmarks/mnist.py --minutes 10            # two configurations, 10 min each
+    python benchmarks/mnist.py --smoke                 # everything at tiny size, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ncsn import config, schedule
+from ncsn.checkpoint import atomic_write_bytes
+from ncsn.data.images import load_mnist
+from ncsn.evaluate_cmd import draw_samples
+from ncsn.metrics.classifier import load_classifier, save_classifier, train_classifier
+from ncsn.metrics.evaluate import classifier_extractor, evaluate
+from ncsn.train import load_run, train
+from ncsn.viz import save_grid
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = {
+    "paper": REPO / "configs" / "mnist_paper.yaml",
+    "default": REPO / "configs" / "mnist.yaml",
+}
+SMOKE_SETS = {
+    "paper": ["model.ngf=4", "train.batch_size=16"],
+    "default": [
+        "model.channels=8",
+        "model.groups=4",
+        "model.num_res_blocks=1",
+        "model.attention_resolutions=[]",
+        "model.embedding_dim=16",
+        "train.batch_size=16",
+    ],
+}
+_MEMO_KEYS = ("quantile", "threshold", "fraction_flagged", "num_flagged", "median_distance")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--minutes", type=float, default=10.0, help="training wall time per config")
+    p.add_argument("--configs", default="paper,default", help="which: paper, default or both")
+    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist"))
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "mnist"))
+    p.add_argument("--evals", type=int, default=3, help="evaluations along each run")
+    p.add_argument("--n", type=int, default=1000, help="samples per final (NFE) evaluation")
+    p.add_argument("--n-along", type=int, default=1000, help="samples per evaluation en route")
+    p.add_argument("--eval-steps", type=int, default=1, help="T for the evaluations en route")
+    p.add_argument("--nfe-steps", default="1,2,5", help="T values of the final NFE sweep")
+    p.add_argument(
+        "--eps",
+        choices=["auto", "config"],
+        default="auto",
+        help="ε when sampling: auto = NCSNv2 technique 4 for each T; config = the run's ε",
+    )
+    p.add_argument("--classifier-steps", type=int, default=1500)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE",
+        help="override a value of one configuration, e.g. paper:model.ngf=32",
+    )
+    p.add_argument("--device", default="cpu", help="training and sampling device (cpu)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the pipeline")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.minutes, args.evals, args.n, args.n_along = 0.04, 2, 32, 32
+        args.nfe_steps, args.classifier_steps = "1,2", 40
+    return args
+
+
+class Benchmark:
+    """Holds the data, the classifier and the results file; one method per stage."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log_file = open(self.out / "log.txt", "a")
+        train_range, held_range = (
+            ([0, 256], [8000, 8128]) if args.smoke else ([0, 8000], [8000, 10000])
+        )
+        ds = load_mnist(args.data, "test")
+        self.train_range, self.held_range = train_range, held_range
+        self.train_x = ds.as_float()[slice(*train_range)]
+        self.train_y = ds.labels[slice(*train_range)]
+        self.held_x = ds.as_float()[slice(*held_range)]
+        self.held_y = ds.labels[slice(*held_range)]
+        command = shlex.join([sys.executable, *sys.argv]) if sys.argv[0] else None
+        self.results: dict = {
+            "benchmark": "mnist sample quality (issue 4)",
+            "command": command,
+            "cwd": os.getcwd(),
+            "argv": list(sys.argv),
+            "settings": vars(args),
+            "started": _now(),
+            "machine": {
+                "platform": platform.platform(),
+                "cpu_count": os.cpu_count(),
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+            },
+            "data": {"root": args.data, "train": train_range, "held_out": held_range},
+            "runs": {},
+        }
+        self.log(f"command: {command}")
+
+    def log(self, message: str) -> None:
+        line = f"[{datetime.datetime.now():%H:%M:%S}] {message}"
+        print(line, flush=True)
+        self.log_file.write(line + "\n")
+        self.log_file.flush()
+
+    def save(self) -> None:
+        text = json.dumps(self.results, indent=1, default=str)
+        atomic_write_bytes(self.out / "results.json", text.encode())
+
+    def classifier(self) -> None:
+        """Train the domain classifier once (cached in the results folder) and build the extractor."""
+        path = self.out / "classifier.safetensors"
+        key = {"train": self.train_range, "steps": self.args.classifier_steps, "seed": 0}
+        model = load_classifier(path) if path.is_file() else None
+        if model is None or model.info.get("benchmark") != key:
+            self.log(f"training the domain classifier ({self.args.classifier_steps} steps)")
+            model = train_classifier(
+                self.train_x,
+                self.train_y,
+                steps=self.args.classifier_steps,
+                batch_size=64 if self.args.smoke else 128,
+                seed=0,
+                num_classes=10,
+                eval_images=self.held_x,
+                eval_labels=self.held_y,
+            )
+            model.info["benchmark"] = key
+            save_classifier(model, path)
+        self.log(f"classifier: held-out accuracy {model.info['eval_accuracy']:.4f} ({path})")
+        self.clf, self.extractor = model, classifier_extractor(model, str(path))
+        self.results["classifier"] = {"path": str(path), **model.info}
+
+    def score(self, images: torch.Tensor) -> dict:
+        """Every metric of ``images`` against the held-out digits (memorization: vs training)."""
+        result = evaluate(
+            images,
+            self.held_x,
+            extractor=self.extractor,
+            classifier=self.clf,
+            train_images=self.train_x,
+            kid_subsets=10 if self.args.smoke else 100,
+            seed=self.args.seed,
+        )
+        result["memorization"] = {k: result["memorization"][k] for k in _MEMO_KEYS}
+        return result
+
+    def data_floor(self) -> None:
+        """Real training digits scored like samples: the best any model can do at each n."""
+        floor = {}
+        for n in sorted({self.args.n, self.args.n_along}):
+            floor[str(n)] = self.score(self.train_x[:n])
+            self.log(f"data floor, {n} real digits: FD {floor[str(n)]['fd']:.4g}")
+        self.results["data_floor"] = floor
+        self.save()
+
+    def run(self, name: str) -> None:
+        """Train configuration ``name`` for the time budget, evaluating along the way."""
+        args = self.args
+        run_dir = self.out / "runs" / name
+        shutil.rmtree(run_dir, ignore_errors=True)
+        overrides = [
+            f"data.root={args.data}",
+            "data.split=test",
+            f"data.subset={list(self.train_range)}",
+            f"run_dir={run_dir}",
+            "train.preview_every=0",
+            "train.checkpoint_every=1000000",
+            "train.keep_last=1",
+            f"train.device={args.device}",
+        ]
+        overrides += SMOKE_SETS[name] if args.smoke else []
+        overrides += [s.split(":", 1)[1] for s in args.set if s.split(":", 1)[0] == name]
+        cfg = config.load(CONFIGS[name], overrides)
+        record = {"config": str(CONFIGS[name]), "overrides": overrides, "along": [], "nfe": []}
+        self.results["runs"][name] = record
+        budget = 60.0 * args.minutes
+        step, spent, rate = 0, 0.0, None
+        for k in range(1, args.evals + 1):
+            target = budget * k / args.evals
+            while rate is None or (target - spent) > 0.05 * budget / args.evals:
+                n = 2 if rate is None else int((target - spent) * rate)
+                if n < 1:
+                    break
+                cfg.train.steps = step + n
+                start = time.perf_counter()
+                summary = train(cfg, progress=False, log=lambda m: self.log_file.write(m + "\n"))
+                spent += time.perf_counter() - start
+                rate, step = n / (time.perf_counter() - start), step + n
+            record["parameters"] = summary["parameters"]
+            self.log(f"{name}: step {step} after {spent:.0f} s of training ({rate:.3g} steps/s)")
+            point = {"step": step, "train_seconds": round(spent, 1), "loss": _last_loss(run_dir)}
+            point |= self.sample_and_score(name, run_dir, args.eval_steps, args.n_along)
+            record["along"].append(point)
+            self.save()
+        for steps in [int(t) for t in args.nfe_steps.split(",")]:
+            record["nfe"].append(self.sample_and_score(name, run_dir, steps, args.n))
+            self.save()
+
+    def sample_and_score(self, name: str, run_dir: Path, steps: int, n: int) -> dict:
+        model, sched, cfg, meta = load_run(run_dir, device=self.args.device, log=self.log)
+        eps = sched.step_size
+        if self.args.eps == "auto" and sched.num_levels > 1:
+            eps = schedule.step_size_for(sched.gamma, sched.sigma_min, steps)
+        images, info = draw_samples(
+            model,
+            sched,
+            tuple(meta["data_shape"]),
+            n,
+            seed=self.args.seed,
+            steps=steps,
+            eps=eps,
+            init=cfg.sample.init,
+            denoise_final=cfg.sample.denoise_final,
+        )
+        (self.out / "samples").mkdir(exist_ok=True)
+        save_grid(images[:100], self.out / "samples" / f"{name}-step{meta['step']}-T{steps}.png")
+        metrics = self.score(images)
+        self.log(
+            f"{name} step {meta['step']}: T = {steps}, NFE {info['nfe']}, {n} samples in "
+            f"{info['seconds']:.0f} s: FD {metrics['fd']:.4g}, precision {metrics['precision']:.3f}"
+            f", recall {metrics['recall']:.3f}, coverage {metrics['class_coverage']:.2f}"
+        )
+        return {"sampling": info, "metrics": metrics}
+
+
+def _last_loss(run_dir: Path) -> float | None:
+    lines = (run_dir / "metrics.csv").read_text().strip().splitlines()
+    return float(lines[-1].split(",")[1]) if len(lines) > 1 else None
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def plot(results: dict, out: Path) -> None:
+    """metrics_vs_time.png and metrics_vs_nfe.png, with the data floor as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    floor = results.get("data_floor", {})
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for name, run in results["runs"].items():
+        minutes = [p["train_seconds"] / 60 for p in run["along"]]
+        for ax, key in zip(axes, ("fd", "precision", "recall"), strict=True):
+            ax.plot(minutes, [p["metrics"][key] for p in run["along"]], "o-", label=name)
+    n_along = str(results["settings"]["n_along"])
+    for ax, key in zip(axes, ("fd", "precision", "recall"), strict=True):
+        if n_along in floor:
+            ax.axhline(floor[n_along][key], ls="--", c="gray", label="real digits")
+        ax.set_xlabel("training wall time (min)")
+        ax.set_title(f"{key} ({n_along} samples vs held-out)")
+    axes[0].set_yscale("log")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(out / "metrics_vs_time.png", dpi=100)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, run in results["runs"].items():
+        nfe = [p["sampling"]["nfe"] for p in run["nfe"]]
+        ax.plot(nfe, [p["metrics"]["fd"] for p in run["nfe"]], "o-", label=name)
+    n = str(results["settings"]["n"])
+    if n in floor:
+        ax.axhline(floor[n]["fd"], ls="--", c="gray", label="real digits")
+    ax.set(xscale="log", yscale="log", xlabel="NFE per sample", title=f"FD ({n} samples)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "metrics_vs_nfe.png", dpi=100)
+    plt.close("all")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    bench = Benchmark(args)
+    bench.classifier()
+    bench.data_floor()
+    for name in args.configs.split(","):
+        if name not in CONFIGS:
+            raise SystemExit(f"--configs: unknown configuration {name!r} (paper, default)")
+        bench.run(name)
+    plot(bench.results, bench.out)
+    bench.results["finished"] = _now()
+    bench.results["seconds"] = round(time.perf_counter() - start, 1)
+    bench.save()
+    bench.log(f"done in {bench.results['seconds']:.0f} s; results in {bench.out / 'results.json'}")
+    bench.log_file.close()
+    return bench.results
+
+
+if __name__ == "__main__":
+    main()

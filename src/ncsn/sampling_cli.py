@@ -1,0 +1,377 @@
+"""`ncsn sample`, `ncsn inpaint`, `ncsn denoise`, `ncsn refine`: one trained run, many uses.
+
+``--steps`` means T (Langevin steps per level) for ``ald`` and the number of noise levels N for
+``pc``, ``ode`` and ``churn``. NFE per sample: ald L·T (+1 final denoising), pc (N−1)(1+M) (+1),
+ode/churn 2N − 1.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ncsn import schedule
+from ncsn.checkpoint import atomic_write_bytes
+from ncsn.errors import NCSNError
+
+SAMPLERS = ("ald", "pc", "ode", "churn")
+
+
+def _positive(name: str, value) -> None:
+    if value is not None and not value > 0:
+        raise NCSNError(f"{name} {value}: expected a positive number")
+
+
+def _load(args):
+    from ncsn.train import load_run, resolve_device
+
+    device = resolve_device(args.device)
+    model, sched, cfg, meta = load_run(args.run_dir, ema=not args.raw_weights, device=device)
+    return model, sched, cfg, meta, device
+
+
+def _ald_eps(sched: schedule.Schedule, steps: int, eps: float | None) -> float:
+    """ε for T = ``steps``: the run's ε for its own T; the NCSNv2 rule (technique 4) for another T
+    when the run's ε came from that rule; else the run's ε."""
+    if eps is not None:
+        return eps
+    if steps == sched.steps_per_level or "technique 4" not in sched.how.get("step_size", ""):
+        return sched.step_size
+    return schedule.step_size_for(sched.gamma, sched.sigma_min, steps)
+
+
+def run_sampler(
+    name: str,
+    model,
+    shape: tuple[int, ...],
+    sched: schedule.Schedule,
+    *,
+    generator: torch.Generator,
+    steps: int | None = None,
+    eps: float | None = None,
+    init: str = "uniform",
+    denoise_final: bool = True,
+    callback=None,
+    n_correctors: int = 1,
+    snr: float = 0.16,
+    rho: float = 7.0,
+    churn: tuple[float, float, float, float] = (40.0, 0.05, 50.0, 1.003),
+) -> tuple[torch.Tensor, int, str]:
+    """Run sampler ``name`` on a trained model; returns (samples, NFE per sample, description)."""
+    from ncsn.samplers.langevin import annealed_langevin
+    from ncsn.samplers.ode import heun_sampler, karras_sigmas
+    from ncsn.samplers.pc import pc_sampler
+
+    state = {"nfe": 0}
+
+    def count(s: dict) -> None:
+        state["nfe"] = s["nfe"]
+        if callback is not None:
+            callback(s)
+
+    if name == "ald":
+        steps = steps or sched.steps_per_level
+        eps = _ald_eps(sched, steps, eps)
+        x = annealed_langevin(
+            model,
+            shape,
+            sched.sigmas,
+            generator=generator,
+            callback=count,
+            eps=eps,
+            n_steps_each=steps,
+            init=init,
+            denoise_final=denoise_final,
+        )
+        text = f"ald (L = {sched.num_levels}, T = {steps}, ε = {eps:.4g})"
+    elif name == "pc":
+        steps = steps or sched.num_levels
+        sigmas = schedule.geometric_sigmas(sched.sigma_max, sched.sigma_min, steps).tolist()
+        x = pc_sampler(
+            model,
+            shape,
+            sigmas,
+            generator=generator,
+            callback=count,
+            n_correctors=n_correctors,
+            snr=snr,
+            denoise_final=denoise_final,
+        )
+        text = f"pc (N = {steps}, correctors {n_correctors}, snr {snr})"
+    elif name in ("ode", "churn"):
+        steps = steps or 18
+        sigmas = karras_sigmas(sched.sigma_max, sched.sigma_min, steps, rho)
+        s_churn, s_min, s_max, s_noise = churn if name == "churn" else (0.0, 0.0, 0.0, 1.0)
+        x = heun_sampler(
+            model,
+            shape,
+            sigmas,
+            generator=generator,
+            callback=count,
+            s_churn=s_churn,
+            s_min=s_min,
+            s_max=s_max,
+            s_noise=s_noise,
+        )
+        text = f"{name} (Heun, N = {steps}, ρ = {rho}" + (
+            f", S_churn {s_churn}, S_min {s_min}, S_max {s_max}, S_noise {s_noise})"
+            if name == "churn"
+            else ")"
+        )
+    else:
+        raise NCSNError(f"--sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
+    return x, state["nfe"], text
+
+
+def cmd_sample(args) -> None:
+    from ncsn.viz import make_grid, save_gif, save_grid, save_scatter, scatter_frame, to_uint8
+
+    model, sched, cfg, meta, device = _load(args)
+    n = args.n if args.n is not None else cfg.sample.n
+    seed = args.seed if args.seed is not None else cfg.sample.seed
+    batch = args.batch_size or cfg.sample.batch_size
+    for name, value in [
+        ("--n", n),
+        ("--steps", args.steps),
+        ("--batch-size", batch),
+        ("--eps", args.eps),
+        ("--snr", args.snr),
+    ]:
+        _positive(name, value)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "samples"
+    out.mkdir(parents=True, exist_ok=True)
+    shape = tuple(meta["data_shape"])
+    is_image = len(shape) == 3
+    frames: list[np.ndarray] = []
+    lim = 1.2 * sched.sigma_max
+
+    def record(state: dict) -> None:
+        x = state["x"][:64]
+        frames.append(make_grid(x) if is_image else scatter_frame(x, lim=_lim(x, lim)))
+
+    gen = torch.Generator(device).manual_seed(seed)
+    chunks, nfe, text = [], 0, ""
+    start = time.perf_counter()
+    for i in range(0, n, batch):
+        x, nfe, text = run_sampler(
+            args.sampler,
+            model,
+            (min(batch, n - i), *shape),
+            sched,
+            generator=gen,
+            steps=args.steps,
+            eps=args.eps,
+            init=args.init or cfg.sample.init,
+            denoise_final=not args.no_denoise,
+            callback=record if i == 0 else None,
+            n_correctors=args.correctors,
+            snr=args.snr,
+            rho=args.rho,
+            churn=(args.s_churn, args.s_min, args.s_max, args.s_noise),
+        )
+        chunks.append(x.float().cpu())
+    elapsed = time.perf_counter() - start
+    x = torch.cat(chunks)
+    keep = max(1, len(frames) // cfg.sample.gif_frames)
+    frames = frames[::keep] + ([frames[-1]] if (len(frames) - 1) % keep else [])
+    buf = io.BytesIO()
+    if is_image:
+        np.savez(buf, images=to_uint8(x))
+        save_grid(x[: args.grid], out / "grid.png")
+    else:
+        np.savez(buf, samples=x.numpy())
+        save_scatter(x, out / "scatter.png")
+    atomic_write_bytes(out / "samples.npz", buf.getvalue())
+    save_gif(frames, out / "chain.gif")
+    print(f"{n} samples, sampler {text}, NFE {nfe} per sample, {elapsed:.1f} s on {device}")
+    names = ["grid.png" if is_image else "scatter.png", "chain.gif", "samples.npz"]
+    print("wrote " + ", ".join(str(out / f) for f in names))
+
+
+def _lim(x: torch.Tensor, lim: float) -> float:
+    return min(lim, 1.1 * float(x.abs().max()) + 1e-6) if x.numel() else lim
+
+
+def read_image(path: str | Path, shape: tuple[int, ...]) -> torch.Tensor:
+    """An image file as (1, C, H, W) in [0, 1], converted to the model's channels and size."""
+    c, h, w = shape
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if c == 1 else "RGB")
+            if im.size != (w, h):
+                im = im.resize((w, h), Image.Resampling.BICUBIC)
+            a = np.asarray(im, dtype=np.float32) / 255.0
+    except FileNotFoundError:
+        raise NCSNError(f"{path}: image not found") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise NCSNError(f"{path}: not an image Pillow can read ({e})") from None
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(a))[None]
+
+
+def _image_run(args):
+    model, sched, cfg, meta, device = _load(args)
+    shape = tuple(meta["data_shape"])
+    if len(shape) != 3:
+        raise NCSNError(f"{args.run_dir}: this run models vectors {shape}, not images")
+    out = Path(args.out) if args.out else Path(args.run_dir) / args.command
+    out.mkdir(parents=True, exist_ok=True)
+    y = read_image(args.image, shape).to(device)
+    gen = torch.Generator(device).manual_seed(args.seed)
+    return model, sched, shape, out, y, gen
+
+
+def cmd_inpaint(args) -> None:
+    from ncsn.samplers.guided import inpaint
+    from ncsn.viz import save_grid
+
+    _positive("--n", args.n)
+    model, sched, shape, out, y, gen = _image_run(args)
+    mask = (read_image(args.mask, (1, *shape[1:])) >= 0.5).float().to(y.device)
+    steps = args.steps or sched.steps_per_level
+    x = inpaint(
+        model,
+        y.expand(args.n, *shape).contiguous(),
+        mask,
+        sched.sigmas,
+        generator=gen,
+        eps=_ald_eps(sched, steps, None),
+        n_steps_each=steps,
+    )
+    save_grid(torch.cat([y * mask, x]), out / "inpainted.png", nrow=args.n + 1)
+    print(
+        f"known pixels: {int(mask.sum())} of {mask.numel()}; wrote {out / 'inpainted.png'} "
+        "(first cell: the known pixels)"
+    )
+
+
+def cmd_denoise(args) -> None:
+    from ncsn.samplers.guided import denoise, estimate_sigma
+    from ncsn.viz import save_grid
+
+    _positive("--sigma", args.sigma)
+    model, sched, shape, out, y, gen = _image_run(args)
+    if args.sigma is None:
+        sigma = estimate_sigma(model, y, sched.sigmas, generator=gen)
+        how = "estimated (maximum likelihood under the model)"
+    else:
+        sigma, how = torch.tensor([args.sigma], device=y.device), "given"
+    x = denoise(model, y, sigma)
+    save_grid(x, out / "denoised.png")
+    save_grid(torch.cat([y, x]), out / "before_after.png", nrow=2)
+    print(f"σ = {float(sigma[0]):.4g} ({how}); wrote {out / 'denoised.png'}")
+
+
+def cmd_refine(args) -> None:
+    from ncsn.samplers.guided import refine
+    from ncsn.viz import save_grid
+
+    _positive("--n", args.n)
+    _positive("--sigma", args.sigma)
+    model, sched, shape, out, y, gen = _image_run(args)
+    steps = args.steps or sched.steps_per_level
+    x = refine(
+        model,
+        y.expand(args.n, *shape).contiguous(),
+        sched.sigmas,
+        args.sigma,
+        generator=gen,
+        eps=_ald_eps(sched, steps, None),
+        n_steps_each=steps,
+    )
+    save_grid(torch.cat([y, x]), out / "refined.png", nrow=args.n + 1)
+    print(
+        f"noised to σ = {args.sigma} and sampled back; wrote {out / 'refined.png'} "
+        "(first cell: the input)"
+    )
+
+
+def _common(q, default_out: str) -> None:
+    q.add_argument("run_dir", help="run directory written by `ncsn train`")
+    q.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
+    q.add_argument("--out", help=f"output folder (default RUN_DIR/{default_out})")
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda, … (default auto)")
+    q.add_argument("--raw-weights", action="store_true", help="use the raw weights, not the EMA")
+
+
+def add_parsers(sub) -> None:
+    """Register sample, inpaint, denoise and refine."""
+    q = sub.add_parser(
+        "sample",
+        help="draw samples from a trained run",
+        description="Sample from the EMA weights of the run's latest checkpoint; writes grid.png "
+        "(scatter.png for vectors), chain.gif (noise to data) and samples.npz (key 'images', "
+        "uint8 N×H×W×C). Prints the NFE per sample and the wall time. Samplers: ald = annealed "
+        "Langevin (paper), pc = predictor–corrector (reverse diffusion + Langevin, Song et al. "
+        "2021), ode = probability-flow ODE with Heun steps (Karras et al. 2022), churn = its "
+        "stochastic variant.",
+    )
+    _common(q, "samples")
+    q.set_defaults(seed=None)
+    q.add_argument("--sampler", choices=SAMPLERS, default="ald", help="default ald")
+    q.add_argument("--n", type=int, help="number of samples (default: sample.n of the run)")
+    q.add_argument(
+        "--steps",
+        type=int,
+        help="ald: Langevin steps per level T (ε follows the "
+        "NCSNv2 rule for it); pc/ode/churn: number of noise levels N",
+    )
+    q.add_argument("--eps", type=float, help="ald step size ε, official convention")
+    q.add_argument("--init", choices=["uniform", "gaussian"], help="ald starting noise")
+    q.add_argument("--no-denoise", action="store_true", help="skip the final denoising step")
+    q.add_argument("--correctors", type=int, default=1, help="pc: corrector steps M (default 1)")
+    q.add_argument("--snr", type=float, default=0.16, help="pc: corrector signal-to-noise r")
+    q.add_argument("--rho", type=float, default=7.0, help="ode/churn: σ spacing ρ (default 7)")
+    q.add_argument("--s-churn", type=float, default=40.0, help="churn: S_churn (default 40)")
+    q.add_argument("--s-min", type=float, default=0.05, help="churn: S_min (default 0.05)")
+    q.add_argument("--s-max", type=float, default=50.0, help="churn: S_max (default 50)")
+    q.add_argument("--s-noise", type=float, default=1.003, help="churn: S_noise (default 1.003)")
+    q.add_argument("--batch-size", type=int, help="samples per batch")
+    q.add_argument("--grid", type=int, default=100, help="samples shown in grid.png (default 100)")
+    q.set_defaults(func=cmd_sample)
+
+    q = sub.add_parser(
+        "inpaint",
+        help="fill in the missing part of an image",
+        description="Annealed Langevin on the unknown pixels with the known ones held at their "
+        "noisy versions (NCSN paper, App. B.3). The mask is an image: white = known.",
+    )
+    _common(q, "inpaint")
+    q.add_argument("--image", required=True, help="image file (resized to the model's size)")
+    q.add_argument(
+        "--mask", required=True, help="mask image, white (≥ 50%%) where pixels are known"
+    )
+    q.add_argument("--n", type=int, default=8, help="completions to draw (default 8)")
+    q.add_argument("--steps", type=int, help="Langevin steps per level T")
+    q.set_defaults(func=cmd_inpaint)
+
+    q = sub.add_parser(
+        "denoise",
+        help="remove Gaussian noise from an image (Tweedie)",
+        description="The posterior mean D(y, σ) = y + σ² s(y, σ) at a given σ, or at the "
+        "maximum-likelihood σ estimated with the model.",
+    )
+    _common(q, "denoise")
+    q.add_argument("--image", required=True, help="noisy image file")
+    q.add_argument(
+        "--sigma", type=float, help="noise level on the [0, 1] scale (default: estimate)"
+    )
+    q.set_defaults(func=cmd_denoise)
+
+    q = sub.add_parser(
+        "refine",
+        help="noise an image to σ and sample back (variations)",
+        description="Go to data, add a little noise, go back: perturb the image to --sigma and "
+        "run annealed Langevin over the levels at or below it.",
+    )
+    _common(q, "refine")
+    q.add_argument("--image", required=True, help="image file")
+    q.add_argument("--sigma", type=float, required=True, help="noise level to start from")
+    q.add_argument("--n", type=int, default=8, help="variations to draw (default 8)")
+    q.add_argument("--steps", type=int, help="Langevin steps per level T")
+    q.set_defaults(func=cmd_refine)

@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from ncsn.cli import main
+
+TINY = [
+    "--set",
+    "schedule.sigma_max=3.0",
+    "--set",
+    "schedule.num_levels=4",
+    "--set",
+    "model.channels=8",
+    "--set",
+    "model.groups=4",
+    "--set",
+    "model.num_res_blocks=1",
+    "--set",
+    "model.embedding_dim=8",
+    "--set",
+    "train.steps=2",
+    "--set",
+    "train.batch_size=8",
+    "--set",
+    "train.preview_every=0",
+    "--set",
+    "schedule.steps_per_level=2",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "run"
+    assert main(["train", "--config", "digits", *TINY, "--run-dir", str(run), "--no-progress"]) == 0
+    return run
+
+
+@pytest.mark.parametrize(
+    "sampler, steps, nfe",
+    [("ald", 3, 4 * 3 + 1), ("pc", 5, 4 * 2 + 1), ("ode", 6, 2 * 6 - 1), ("churn", 6, 2 * 6 - 1)],
+)
+def test_each_sampler_writes_samples_and_reports_nfe(run, tmp_path, capsys, sampler, steps, nfe):
+    out = tmp_path / sampler
+    argv = [
+        "sample",
+        str(run),
+        "--sampler",
+        sampler,
+        "--steps",
+        str(steps),
+        "--n",
+        "5",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    assert f"NFE {nfe} per sample" in capsys.readouterr().out
+    images = np.load(out / "samples.npz")["images"]
+    assert images.shape == (5, 8, 8, 1)
+    assert Image.open(out / "chain.gif").format == "GIF"
+    assert main([*argv[:-1], str(tmp_path / "again")]) == 0
+    assert np.array_equal(np.load(tmp_path / "again" / "samples.npz")["images"], images)
+
+
+def _png(path, array):
+    Image.fromarray(array.astype(np.uint8)).save(path)
+    return str(path)
+
+
+def test_inpaint_denoise_refine_write_their_images(run, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    image = _png(tmp_path / "x.png", rng.integers(0, 256, (8, 8)))
+    mask = np.zeros((8, 8))
+    mask[:, :4] = 255
+    mask = _png(tmp_path / "m.png", mask)
+    assert (
+        main(
+            [
+                "inpaint",
+                str(run),
+                "--image",
+                image,
+                "--mask",
+                mask,
+                "--n",
+                "3",
+                "--out",
+                str(tmp_path / "i"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "i" / "inpainted.png").exists()
+    assert main(["denoise", str(run), "--image", image, "--out", str(tmp_path / "d")]) == 0
+    assert "estimated" in capsys.readouterr().out
+    assert (
+        main(
+            ["denoise", str(run), "--image", image, "--sigma", "0.1", "--out", str(tmp_path / "d")]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "refine",
+                str(run),
+                "--image",
+                image,
+                "--sigma",
+                "0.3",
+                "--n",
+                "2",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "r" / "refined.png").exists()
+
+
+def test_bad_image_is_a_clear_error(run, tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    assert main(["denoise", str(run), "--image", str(bad)]) == 2
+    assert "bad.png" in capsys.readouterr().err
