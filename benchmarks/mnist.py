@@ -7,10 +7,11 @@ configs/mnist.yaml, our U-Net) trains for ``--minutes`` of wall time, run by ``n
 in chunks that resume from the previous chunk's checkpoint; after each of ``--evals`` equal
 shares of the budget, ``--n-along`` samples are drawn (annealed Langevin, ``--eval-steps``
 steps per level) and scored with :func:`ncsn.metrics.evaluate.evaluate` in the features of a
-domain classifier trained once (cached in the results folder). At the end ``--n`` samples are
-scored at each T of ``--nfe-steps`` (metrics against NFE). The data floor is the same scoring of
-real training digits. Everything goes to ``--out``: results.json (with the exact command),
-plots and sample grids.
+domain classifier trained once (cached in the results folder). The last checkpoint is then
+scored at each T of ``--nfe-steps`` (``--n-along`` samples: metrics against NFE) and with
+``--n`` samples at ``--eval-steps`` (the headline numbers). The data floor is the same scoring
+of as many real training digits. Everything goes to ``--out``: results.json (with the exact
+command), log.txt, plots and sample grids.
 
     python benchmarks/mnist.py --minutes 10            # two configurations, 10 min each
     python benchmarks/mnist.py --smoke                 # everything at tiny size, seconds
@@ -54,6 +55,7 @@ SMOKE_SETS = {
         "model.attention_resolutions=[]",
         "model.embedding_dim=16",
         "train.batch_size=16",
+        "schedule.num_levels=10",
     ],
 }
 _MEMO_KEYS = ("quantile", "threshold", "fraction_flagged", "num_flagged", "median_distance")
@@ -61,13 +63,15 @@ _MEMO_KEYS = ("quantile", "threshold", "fraction_flagged", "num_flagged", "media
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--minutes", type=float, default=10.0, help="training wall time per config")
+    p.add_argument("--minutes", type=float, default=8.0, help="training wall time per config")
     p.add_argument("--configs", default="paper,default", help="which: paper, default or both")
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist"))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "mnist"))
     p.add_argument("--evals", type=int, default=3, help="evaluations along each run")
-    p.add_argument("--n", type=int, default=1000, help="samples per final (NFE) evaluation")
-    p.add_argument("--n-along", type=int, default=1000, help="samples per evaluation en route")
+    p.add_argument("--n", type=int, default=1000, help="samples of the final evaluation")
+    p.add_argument(
+        "--n-along", type=int, default=200, help="samples per evaluation en route and per T"
+    )
     p.add_argument("--eval-steps", type=int, default=1, help="T for the evaluations en route")
     p.add_argument("--nfe-steps", default="1,2,5", help="T values of the final NFE sweep")
     p.add_argument(
@@ -85,24 +89,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="override a value of one configuration, e.g. paper:model.ngf=32",
     )
     p.add_argument("--device", default="cpu", help="training and sampling device (cpu)")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: all cores; 1 with --smoke). On a machine shared with "
+        "other jobs use 1: contended thread pools slow torch down many times over",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the pipeline")
     args = p.parse_args(argv)
     if args.smoke:
         args.minutes, args.evals, args.n, args.n_along = 0.04, 2, 32, 32
         args.nfe_steps, args.classifier_steps = "1,2", 40
+    if args.threads is None:
+        args.threads = 1 if args.smoke else os.cpu_count()
     return args
 
 
 class Benchmark:
     """Holds the data, the classifier and the results file; one method per stage."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, argv: list[str]):
         self.args = args
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.log_file = open(self.out / "log.txt", "a")
+        self.cache: dict[tuple, dict] = {}
         train_range, held_range = (
             ([0, 256], [8000, 8128]) if args.smoke else ([0, 8000], [8000, 10000])
         )
@@ -112,12 +124,11 @@ class Benchmark:
         self.train_y = ds.labels[slice(*train_range)]
         self.held_x = ds.as_float()[slice(*held_range)]
         self.held_y = ds.labels[slice(*held_range)]
-        command = shlex.join([sys.executable, *sys.argv]) if sys.argv[0] else None
+        command = shlex.join([sys.executable, str(Path(__file__)), *argv])
         self.results: dict = {
             "benchmark": "mnist sample quality (issue 4)",
             "command": command,
             "cwd": os.getcwd(),
-            "argv": list(sys.argv),
             "settings": vars(args),
             "started": _now(),
             "machine": {
@@ -142,7 +153,7 @@ class Benchmark:
         atomic_write_bytes(self.out / "results.json", text.encode())
 
     def classifier(self) -> None:
-        """Train the domain classifier once (cached in the results folder) and build the extractor."""
+        """Train the domain classifier once (cached in the results folder); build the extractor."""
         path = self.out / "classifier.safetensors"
         key = {"train": self.train_range, "steps": self.args.classifier_steps, "seed": 0}
         model = load_classifier(path) if path.is_file() else None
@@ -221,17 +232,29 @@ class Benchmark:
                 spent += time.perf_counter() - start
                 rate, step = n / (time.perf_counter() - start), step + n
             record["parameters"] = summary["parameters"]
+            if record["along"] and record["along"][-1]["step"] == step:
+                continue  # the budget share was used up before another step: nothing new
             self.log(f"{name}: step {step} after {spent:.0f} s of training ({rate:.3g} steps/s)")
             point = {"step": step, "train_seconds": round(spent, 1), "loss": _last_loss(run_dir)}
             point |= self.sample_and_score(name, run_dir, args.eval_steps, args.n_along)
             record["along"].append(point)
             self.save()
         for steps in [int(t) for t in args.nfe_steps.split(",")]:
-            record["nfe"].append(self.sample_and_score(name, run_dir, steps, args.n))
+            record["nfe"].append(self.sample_and_score(name, run_dir, steps, args.n_along))
             self.save()
+        record["final"] = self.sample_and_score(name, run_dir, args.eval_steps, args.n)
+        self.save()
 
     def sample_and_score(self, name: str, run_dir: Path, steps: int, n: int) -> dict:
+        """Draw ``n`` samples from the run's last checkpoint with T = ``steps``; score them.
+
+        Results are cached by (run, checkpoint step, T, n): the NFE sweep reuses the last
+        evaluation en route when they coincide.
+        """
         model, sched, cfg, meta = load_run(run_dir, device=self.args.device, log=self.log)
+        key = (name, meta["step"], steps, n)
+        if key in self.cache:
+            return self.cache[key]
         eps = sched.step_size
         if self.args.eps == "auto" and sched.num_levels > 1:
             eps = schedule.step_size_for(sched.gamma, sched.sigma_min, steps)
@@ -254,7 +277,8 @@ class Benchmark:
             f"{info['seconds']:.0f} s: FD {metrics['fd']:.4g}, precision {metrics['precision']:.3f}"
             f", recall {metrics['recall']:.3f}, coverage {metrics['class_coverage']:.2f}"
         )
-        return {"sampling": info, "metrics": metrics}
+        self.cache[key] = {"sampling": info, "metrics": metrics}
+        return self.cache[key]
 
 
 def _last_loss(run_dir: Path) -> float | None:
@@ -293,7 +317,7 @@ def plot(results: dict, out: Path) -> None:
     for name, run in results["runs"].items():
         nfe = [p["sampling"]["nfe"] for p in run["nfe"]]
         ax.plot(nfe, [p["metrics"]["fd"] for p in run["nfe"]], "o-", label=name)
-    n = str(results["settings"]["n"])
+    n = str(results["settings"]["n_along"])
     if n in floor:
         ax.axhline(floor[n]["fd"], ls="--", c="gray", label="real digits")
     ax.set(xscale="log", yscale="log", xlabel="NFE per sample", title=f"FD ({n} samples)")
@@ -304,10 +328,11 @@ def plot(results: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    bench = Benchmark(args)
+    bench = Benchmark(args, argv)
     bench.classifier()
     bench.data_floor()
     for name in args.configs.split(","):

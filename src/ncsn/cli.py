@@ -181,21 +181,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ncsn: interrupted", file=sys.stderr)
         return 130
-    except torch.OutOfMemoryError:
+    except (torch.OutOfMemoryError, MemoryError):
         print(
             "ncsn: error: out of memory: lower train.batch_size (or --batch-size when sampling)",
             file=sys.stderr,
         )
         return 2
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
+    except OSError as e:  # the file system refused: say which file and why, no traceback
+        where = f" {e.filename}" if e.filename else ""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
             print(
-                f"ncsn: error: disk full while writing {e.filename or ''}: free space and rerun "
+                f"ncsn: error: disk full while writing{where}: free space and rerun "
                 "(training resumes from the last checkpoint)",
                 file=sys.stderr,
             )
-            return 2
-        raise
+        else:
+            print(f"ncsn: error: cannot access{where}: {e.strerror or e}", file=sys.stderr)
+        return 2
     return 0
 
 

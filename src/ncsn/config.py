@@ -283,6 +283,10 @@ def validate(cfg: Config, source: str = "config") -> None:
             value = getattr(section, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 fail(_section_name(cfg, section) + f.name, value, "a finite number")
+            if isinstance(value, str) and "\x00" in value:
+                fail(_section_name(cfg, section) + f.name, value, "text without NUL characters")
+    if not cfg.run_dir or "\x00" in cfg.run_dir:
+        fail("run_dir", cfg.run_dir, "a directory path")
     if not s.sigma_min > 0:
         fail("schedule.sigma_min", s.sigma_min, "a positive number")
     if s.sigma_max != "auto" and not s.sigma_max > s.sigma_min:

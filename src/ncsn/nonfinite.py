@@ -8,9 +8,10 @@ in one transfer at points that already synchronised before the guard existed (lo
 checkpoints), where consecutive skipped steps are counted; the training loop rolls back after
 ``train.nonfinite_patience`` of them (docs/conventions.md, "Failures and recovery").
 
-Cost per step: six small device ops (isfinite, not, float, stack, two for the EMA weight) and an
-EMA written as sub/mul/add instead of one lerp, because lerp's foreach form takes no device
-scalar. Devices without a fused Adam kernel fall back to one ``.item()`` sync per step.
+Cost per step: six small device ops (add, isfinite, not, float, stack, and the EMA weight)
+and the list form of the EMA lerp; measured on one CPU thread, ~20 µs for the flag and ~10% on
+the EMA lerp, against ~3× faster optimizer steps from the fused Adam kernel. Devices without a
+fused Adam kernel fall back to one ``.item()`` sync per step.
 """
 
 from __future__ import annotations
@@ -50,10 +51,14 @@ def ema_update(
     rate: torch.Tensor,
     skip: torch.Tensor,
 ) -> None:
-    """ema ← ema + rate·(1 − skip)·(θ − ema), with ``rate`` = 1 − train.ema on the device."""
-    delta = torch._foreach_sub(params, ema_params)
-    torch._foreach_mul_(delta, rate - rate * skip)
-    torch._foreach_add_(ema_params, delta)
+    """ema ← lerp(ema, θ, rate·(1 − skip)), with ``rate`` = 1 − train.ema on the device.
+
+    The weight is a device scalar, which only the list form of ``_foreach_lerp_`` accepts: on
+    the CPU it costs about what the scalar form does; on CUDA it runs one small kernel per
+    parameter tensor instead of a fused multi-tensor kernel (still asynchronous).
+    """
+    weight = rate - rate * skip
+    torch._foreach_lerp_(ema_params, params, [weight] * len(ema_params))
 
 
 class Guard:

@@ -4,7 +4,9 @@ The lock file is created with ``O_CREAT | O_EXCL``, so of two trainers starting 
 one gets it; the other stops with an error naming the owner. A lock left by a process that died
 (SIGKILL, power loss) is recovered with a warning when its pid is no longer alive on this host.
 A lock from another host cannot be checked and is never taken over: the error says how to remove
-it by hand. The lock is removed on exit, normal or by an exception.
+it by hand. The lock is removed on exit, normal or by an exception. (Two trainers that start at
+the same instant on a directory with a stale lock could both remove it; the lock re-reads the
+file just before removing it, which makes that window tiny, not empty.)
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from ncsn.errors import NCSNError
 
 LOCK_NAME = ".lock"
-_EMPTY_GRACE_S = 10.0  # an empty lock younger than this may still be being written by its owner
+_EMPTY_GRACE_S = 2.0  # an empty lock younger than this may still be being written by its owner
 _held: set[str] = set()  # tokens of the locks this process holds
 
 
@@ -55,7 +57,8 @@ def hold(run_dir: str | Path, warn: Callable[[str], object] = print) -> Iterator
 def _acquire(path: Path, warn: Callable[[str], object]) -> str:
     token = uuid.uuid4().hex
     record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "token": token})
-    for _ in range(3):
+    deadline = time.monotonic() + 2 * _EMPTY_GRACE_S
+    while time.monotonic() < deadline:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
@@ -80,10 +83,11 @@ def _recover_or_refuse(path: Path, warn: Callable[[str], object]) -> None:
     if owner is None:  # vanished between our open and read: try again
         return
     remove_hint = f"if no trainer is running for this run directory, delete {path}"
-    if owner == {}:
+    if owner == {}:  # being written by a trainer that is starting, or left so by a crash
         if _age(path) < _EMPTY_GRACE_S:
-            raise NCSNError(f"{path}: another trainer is starting in this run directory")
-        warn(f"warning: removing an empty or unreadable lock file {path} (left by a crash)")
+            time.sleep(0.05)
+            return
+        warn(f"warning: removing an empty or malformed lock file {path} (left by a crash)")
         path.unlink(missing_ok=True)
         return
     pid, host = owner["pid"], owner["host"]
@@ -97,8 +101,9 @@ def _recover_or_refuse(path: Path, warn: Callable[[str], object]) -> None:
             f"{path}: another trainer (pid {pid} on this host) is writing to this run "
             f"directory; wait for it to finish or stop it ({remove_hint})"
         )
-    warn(f"warning: removing a stale lock of pid {pid}, which is no longer running")
-    path.unlink(missing_ok=True)
+    if _read(path) == owner:  # narrows the window in which another starter replaced it
+        warn(f"warning: removing a stale lock of pid {pid}, which is no longer running")
+        path.unlink(missing_ok=True)
 
 
 def _read(path: Path) -> dict | None:

@@ -44,7 +44,7 @@ def save_density(
             origin="lower",
             extent=(-lim, lim, -lim, lim),
             cmap="viridis",
-            vmin=log_p.max() - 12,
+            vmin=log_p.max() - 20,
         )
         fig.colorbar(image, ax=ax, label="log p(x)")
         ax.set_title("exact log-density")
@@ -172,8 +172,9 @@ def save_weights(true: torch.Tensor, recovered: torch.Tensor, path: str | Path) 
     k = np.arange(len(true))
     fig = _figure(max(4.0, 0.8 * len(true) + 2.0), 3.6)
     ax = fig.subplots()
-    ax.bar(k - 0.2, true.numpy(), width=0.4, label="true")
-    ax.bar(k + 0.2, recovered.numpy(), width=0.4, label="recovered (particles)")
+    for offset, values, label in [(-0.2, true, "true"), (0.2, recovered, "recovered")]:
+        bars = ax.bar(k + offset, values.numpy(), width=0.4, label=label)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks(k)
     ax.set_xlabel("component k")
     ax.set_ylabel("weight")

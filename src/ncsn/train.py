@@ -285,12 +285,15 @@ def _train(cfg: config.Config, data: Dataset, device: torch.device, progress: bo
 def _resume_point(cfg: config.Config, data: Dataset, ckpt_dir: Path, log):
     """The checkpoint to resume from (None for a new run); newer unusable ones are set aside."""
     files = checkpoint.list_checkpoints(ckpt_dir)
-    found = checkpoint.latest(ckpt_dir, warn=log, check=train_state.check_meta)
+    skipped: list[str] = []
+    found = checkpoint.latest(ckpt_dir, warn=skipped.append, check=train_state.check_meta)
     if files and found is None:
         raise NCSNError(
-            f"{ckpt_dir}: none of its {len(files)} checkpoints is usable (see the warnings "
-            "above): move them away to start this run afresh"
+            f"{ckpt_dir}: none of its {len(files)} checkpoints is usable: move them away to "
+            "start this run afresh" + "".join(f"\n  {w}" for w in skipped)
         )
+    for w in skipped:
+        log(w)
     if found is None:
         return None
     for _, p in files[[p for _, p in files].index(found[2]) + 1 :]:
@@ -347,9 +350,17 @@ def load_run(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise NCSNError(f"{run_dir}: run directory not found")
-    found = checkpoint.latest(run_dir / "checkpoints", warn=log, check=train_state.check_meta)
+    skipped: list[str] = []
+    found = checkpoint.latest(
+        run_dir / "checkpoints", warn=skipped.append, check=train_state.check_meta
+    )
     if found is None:
-        raise NCSNError(f"{run_dir}: no usable checkpoint in {run_dir / 'checkpoints'}")
+        raise NCSNError(
+            f"{run_dir}: no usable checkpoint in {run_dir / 'checkpoints'}"
+            + "".join(f"\n  {w}" for w in skipped)
+        )
+    for w in skipped:
+        log(w)
     tensors, meta, path = found
     cfg, sched = train_state.parse_meta(meta, path)
     shape = tuple(meta["data_shape"])

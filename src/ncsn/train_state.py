@@ -127,11 +127,13 @@ def check_compatible(cfg: config.Config, meta: dict, data_shape: tuple, path: Pa
     """Resuming needs the same data, model and schedule settings, and data of the same shape."""
     saved = meta["config"]
     now = config.to_dict(cfg)
+    # A field added to the config after the checkpoint was written counts as its default.
+    default = config.to_dict(config.Config())
     diffs = [
-        f"{section}.{k}: checkpoint {saved[section].get(k)!r}, config {v!r}"
+        f"{section}.{k}: checkpoint {saved[section].get(k, default[section][k])!r}, config {v!r}"
         for section in ("data", "model", "schedule")
         for k, v in now[section].items()
-        if saved[section].get(k) != v
+        if saved[section].get(k, default[section][k]) != v
     ]
     if tuple(meta["data_shape"]) != tuple(data_shape):
         diffs.append(

@@ -115,6 +115,8 @@ def _to_examples(a: np.ndarray, where: str) -> tuple[torch.Tensor, int | None]:
         raise NCSNError(f"{where}: {a.dtype} array of shape {a.shape}: expected {shapes}")
     if a.shape[0] == 0:
         raise NCSNError(f"{where}: array of shape {a.shape} holds no examples")
+    if 0 in a.shape:
+        raise NCSNError(f"{where}: array of shape {a.shape}: every example is empty")
     if a.ndim == 4 and a.shape[-1] not in (1, 3):
         extra = "; drop the alpha channel" if a.shape[-1] == 4 else ""
         raise NCSNError(

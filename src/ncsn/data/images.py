@@ -245,18 +245,66 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     return text.encode("latin1")
 
 
-_RECONSTRUCT = np.zeros(0).__reduce__()[0]  # numpy's array-rebuilding function, any version
+class _Inert:
+    """Stands in for a numpy array or dtype while unpickling: keeps its arguments and state.
+
+    Real numpy objects are never built from the pickle's data, because numpy's ``__setstate__``
+    trusts it (a malformed dtype state crashes the interpreter); :func:`_to_array` checks the
+    recorded state and builds the array with ``np.frombuffer``.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        self.args, self.state = args, None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+class _InertDtype(_Inert):
+    pass
+
+
+_NDARRAY = object()  # numpy.ndarray, which pickles only pass to _reconstruct
+_INTEGER_CODES = ("u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8")
 _PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _Inert,
+    ("numpy._core.multiarray", "_reconstruct"): _Inert,
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): _InertDtype,
     ("_codecs", "encode"): _latin1_encode,
 }
 
 
+def _to_array(value: Any, path: Path, key: str) -> Any:
+    """The numpy array a pickled array stands for (checked); other values unchanged."""
+    if not isinstance(value, _Inert) or isinstance(value, _InertDtype):
+        return value
+    state = value.state
+    bad = NCSNError(f"{path}: {key}: malformed pickled numpy array")
+    if not (isinstance(state, tuple) and len(state) == 5):
+        raise bad
+    _, shape, dtype, fortran, raw = state
+    if isinstance(raw, str):
+        raw = raw.encode("latin1")
+    if not (
+        isinstance(dtype, _InertDtype)
+        and dtype.args[:1] in [(c,) for c in _INTEGER_CODES]
+        and isinstance(shape, tuple)
+        and len(shape) <= 4
+        and all(isinstance(n, int) and 0 <= n < 2**31 for n in shape)
+        and isinstance(fortran, bool)
+        and isinstance(raw, bytes)
+    ):
+        raise bad
+    order = dtype.state[1] if isinstance(dtype.state, tuple) and len(dtype.state) > 1 else "|"
+    dt = np.dtype(dtype.args[0]).newbyteorder(order if order in ("<", ">") else "=")
+    if len(raw) != math.prod(shape) * dt.itemsize:
+        raise bad
+    return np.frombuffer(raw, dt).reshape(shape, order="F" if fortran else "C").copy()
+
+
 class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists, numbers, bytes and numpy arrays; refuses every other global."""
+    """Unpickles dicts, lists, numbers, bytes and (inert) numpy arrays; refuses other globals."""
 
     def __init__(self, file: BinaryIO, path: Path) -> None:
         super().__init__(file, encoding="bytes")
@@ -290,8 +338,8 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{path}: not a CIFAR-10 python batch: expected a dict with b'data' and b'labels', "
             f"got {type(batch).__name__}"
         )
-    data = batch.get(b"data", batch.get("data"))
-    labels = batch.get(b"labels", batch.get("labels"))
+    data = _to_array(batch.get(b"data", batch.get("data")), path, "b'data'")
+    labels = _to_array(batch.get(b"labels", batch.get("labels")), path, "b'labels'")
     if data is None or labels is None:
         raise NCSNError(
             f"{path}: not a CIFAR-10 python batch: expected keys b'data' and b'labels', "
@@ -328,7 +376,10 @@ def _read_image(path: Path, size: int, mode: str) -> np.ndarray:
             img = ImageOps.exif_transpose(opened)
     except Exception as e:  # Pillow reports corrupt files through many exception types
         raise NCSNError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
-    img = _convert(img, mode)
+    try:
+        img = _convert(img, mode)
+    except ValueError as e:  # e.g. LAB pixels: Pillow has no conversion to grey
+        raise NCSNError(f"{path}: cannot convert its {img.mode} pixels to {mode} ({e})") from None
     w, h = img.size
     s = min(w, h)
     left, top = (w - s) // 2, (h - s) // 2
