@@ -72,7 +72,7 @@ class Linear(nn.Module):
         super().__init__()
         self.c = c
 
-    def score(self, x, sigma):
+    def forward(self, x, sigma):
         return -x / self.c
 
 
@@ -105,3 +105,18 @@ def test_ssm_gradient_reaches_network_parameters():
     loss = ssm_loss(model, X, SIGMAS, generator=torch.Generator().manual_seed(0))
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+@pytest.mark.parametrize("loss_fn", [dsm_loss, ssm_loss])
+def test_shards_of_a_global_batch_average_to_the_global_loss(loss_fn):
+    torch.manual_seed(0)
+    model = ScoreModel(Scale(), "noise")
+    x = torch.randn(8, 3)
+    whole = loss_fn(model, x, SIGMAS, generator=torch.Generator().manual_seed(4))
+    parts = [
+        loss_fn(
+            model, x.chunk(2)[r], SIGMAS, generator=torch.Generator().manual_seed(4), shard=(r, 2)
+        )
+        for r in range(2)
+    ]
+    assert whole.item() == pytest.approx(sum(p.item() for p in parts) / 2, rel=1e-6)

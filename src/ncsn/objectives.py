@@ -2,6 +2,11 @@
 
 Loss reduction (docs/conventions.md): ½ × sum over dimensions, mean over the batch; one noise
 level drawn uniformly per example, so the batch mean estimates (1/L) Σᵢ λ(σᵢ) ℓ(θ; σᵢ).
+
+The score is computed as ``model(x, σ)`` (``ScoreModel.forward`` is ``score``), so a model wrapped
+in DistributedDataParallel synchronises its gradients. ``shard = (rank, world)`` draws the levels
+and noise of the whole global batch (``world`` × the local one) and keeps this rank's slice, so a
+run split over ranks draws exactly what one process with the global batch would.
 """
 
 from __future__ import annotations
@@ -16,14 +21,15 @@ def dsm_loss(
     *,
     generator: torch.Generator,
     power: float = 2.0,
+    shard: tuple[int, int] = (0, 1),
 ) -> torch.Tensor:
     """Weighted denoising score matching (Song & Ermon 2019, Eq. 5–6; Vincent 2011).
 
     x̃ = x + σz; ℓ = ½ ‖s_θ(x̃, σ) + z/σ‖², weighted by λ(σ) = σ^p.
     """
-    sigma, z = _draw(x, sigmas, generator)
+    sigma, z = _draw(x, sigmas, generator, shard)
     s = sigma.view(-1, *([1] * (x.dim() - 1)))
-    score = model.score(x + s * z, sigma)
+    score = model(x + s * z, sigma)
     per_example = 0.5 * (score + z / s).pow(2).flatten(1).sum(1)
     return (sigma.pow(power) * per_example).mean()
 
@@ -36,6 +42,7 @@ def ssm_loss(
     generator: torch.Generator,
     power: float = 2.0,
     projections: int = 1,
+    shard: tuple[int, int] = (0, 1),
 ) -> torch.Tensor:
     """Sliced score matching, variance-reduced form (Song et al. 2019, Eq. 8 / SSM-VR).
 
@@ -43,13 +50,16 @@ def ssm_loss(
     over ``projections`` directions and weighted by λ(σ) = σ^p. Its minimiser is the score of the
     perturbed density p_σ.
     """
-    sigma, z = _draw(x, sigmas, generator)
+    sigma, z = _draw(x, sigmas, generator, shard)
     s = sigma.view(-1, *([1] * (x.dim() - 1)))
     x_noisy = (x + s * z).detach().requires_grad_(True)
-    score = model.score(x_noisy, sigma)
+    score = model(x_noisy, sigma)
     trace = torch.zeros_like(sigma)
+    rank, world = shard
     for _ in range(projections):
-        v = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        v = torch.randn(
+            (x.shape[0] * world, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype
+        ).chunk(world)[rank]
         (grad_v,) = torch.autograd.grad((score * v).sum(), x_noisy, create_graph=True)
         trace = trace + (grad_v * v).flatten(1).sum(1)
     per_example = trace / projections + 0.5 * score.pow(2).flatten(1).sum(1)
@@ -57,9 +67,12 @@ def ssm_loss(
 
 
 def _draw(
-    x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator
+    x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator, shard: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One uniformly drawn level per example, and the Gaussian noise z."""
-    index = torch.randint(len(sigmas), (x.shape[0],), generator=generator, device=x.device)
-    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return sigmas[index], z
+    """One uniformly drawn level per example, and the Gaussian noise z (this rank's slice of the
+    global batch's draws)."""
+    rank, world = shard
+    n = x.shape[0] * world
+    index = torch.randint(len(sigmas), (n,), generator=generator, device=x.device)
+    z = torch.randn((n, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
+    return sigmas[index].chunk(world)[rank], z.chunk(world)[rank]
