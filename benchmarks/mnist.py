@@ -13,7 +13,7 @@ scored at each T of ``--nfe-steps`` (``--n-along`` samples: metrics against NFE)
 of as many real training digits. Everything goes to ``--out``: results.json (with the exact
 command), log.txt, plots and sample grids.
 
-    python benchmarks/mnist.py --minutes 10            # two configurations, 10 min each
+    python benchmarks/mnist.py --minutes 5             # two configurations, 5 min each
     python benchmarks/mnist.py --smoke                 # everything at tiny size, seconds
 """
 
@@ -63,14 +63,14 @@ _MEMO_KEYS = ("quantile", "threshold", "fraction_flagged", "num_flagged", "media
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--minutes", type=float, default=8.0, help="training wall time per config")
+    p.add_argument("--minutes", type=float, default=5.0, help="training wall time per config")
     p.add_argument("--configs", default="paper,default", help="which: paper, default or both")
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist"))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "mnist"))
     p.add_argument("--evals", type=int, default=3, help="evaluations along each run")
     p.add_argument("--n", type=int, default=1000, help="samples of the final evaluation")
     p.add_argument(
-        "--n-along", type=int, default=200, help="samples per evaluation en route and per T"
+        "--n-along", type=int, default=100, help="samples per evaluation en route and per T"
     )
     p.add_argument("--eval-steps", type=int, default=1, help="T for the evaluations en route")
     p.add_argument("--nfe-steps", default="1,2,5", help="T values of the final NFE sweep")
@@ -79,6 +79,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["auto", "config"],
         default="auto",
         help="ε when sampling: auto = NCSNv2 technique 4 for each T; config = the run's ε",
+    )
+    p.add_argument(
+        "--weights",
+        choices=["ema", "raw"],
+        default="ema",
+        help="weights to sample from: ema (what `ncsn sample` uses) or the raw weights; with an "
+        "EMA decay of 0.999 the EMA lags the raw weights for the first few thousand steps",
     )
     p.add_argument("--classifier-steps", type=int, default=1500)
     p.add_argument(
@@ -251,7 +258,8 @@ class Benchmark:
         Results are cached by (run, checkpoint step, T, n): the NFE sweep reuses the last
         evaluation en route when they coincide.
         """
-        model, sched, cfg, meta = load_run(run_dir, device=self.args.device, log=self.log)
+        ema = self.args.weights == "ema"
+        model, sched, cfg, meta = load_run(run_dir, ema=ema, device=self.args.device, log=self.log)
         key = (name, meta["step"], steps, n)
         if key in self.cache:
             return self.cache[key]

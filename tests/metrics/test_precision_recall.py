@@ -1,16 +1,19 @@
 """Improved precision and recall with k-NN manifolds."""
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
 
 from ncsn.errors import NCSNError
-from ncsn.metrics import precision_recall as pr_module
 from ncsn.metrics.precision_recall import (
     kth_neighbour_distances,
     nearest_distances,
     precision_recall,
 )
+
+pr_module = importlib.import_module("ncsn.metrics.precision_recall")
 
 # Eight well-separated cluster centres in the plane.
 _CENTRES = 20.0 * np.array([[i % 4, i // 4] for i in range(8)], dtype=float)
