@@ -78,3 +78,8 @@ def test_resolve_fixed_values_are_kept():
 def test_resolve_auto_without_data_is_a_clear_error():
     with pytest.raises(NCSNError, match="sigma_max"):
         schedule.resolve(ScheduleConfig(), None)
+
+
+def test_overlap_rule_without_solution_in_low_dimension_is_a_clear_error():
+    with pytest.raises(NCSNError, match="D = 2"):
+        schedule.gamma_for_overlap(0.5, 2)

@@ -77,6 +77,12 @@ def gamma_for_overlap(target: float, dim: int) -> float:
     lo, hi = 1.0, 2.0
     while overlap(hi, dim) > target:
         hi *= 2
+        if hi > 1e6:  # in low dimension C(γ) stays near 1 for every γ: no ladder satisfies it
+            raise NCSNError(
+                f"schedule.num_levels = 'auto': the overlap rule C(γ) = {target} has no solution "
+                f"for data of dimension D = {dim} (C(γ) ≥ {overlap(1e6, dim):.3f} for all γ); "
+                "set schedule.num_levels to a number"
+            )
     for _ in range(200):
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if overlap(mid, dim) > target else (lo, mid)
