@@ -58,3 +58,10 @@ def test_bad_yaml_names_the_file(tmp_path):
 def test_override_without_equals_is_an_error():
     with pytest.raises(NCSNError, match="key=value"):
         config.load(None, ["train.steps"])
+
+
+def test_exponent_without_a_dot_is_a_number(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("schedule:\n  step_size: 2e-5\n")
+    assert config.load(path, ["train.lr=1e-3"]).schedule.step_size == 2e-5
+    assert config.load(None, ["train.lr=1e-3"]).train.lr == 1e-3

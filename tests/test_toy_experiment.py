@@ -88,7 +88,7 @@ def test_toy_help_names_every_option_and_output(capsys):
         build_parser().parse_args(["toy", "--help"])
     text = capsys.readouterr().out
     assert e.value.code == 0
-    for word in ["--preset", "--steps", "--objective", "--seed", "--out", "weights.json"]:
+    for word in ["--preset", "--steps", "--objective", "--seed", "--out", "weights.png"]:
         assert word in text
 
 
