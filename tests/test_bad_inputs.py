@@ -385,5 +385,6 @@ def test_a_cifar_pickle_with_a_malformed_dtype_state_is_read_safely(tmp_path, ca
     folder.mkdir()
     (folder / "test_batch").write_bytes(data.replace(b"NNNJ\xff", b"NJ\xff"))
     items = ["data.name=cifar10", f"data.root={tmp_path}", "data.split=test"]
+    items += ["schedule.sigma_max=1.0"]
     assert main(["schedule", *_sets(items)]) == 0
     assert "2 examples of shape (3, 32, 32)" in capsys.readouterr().out

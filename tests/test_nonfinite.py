@@ -78,11 +78,13 @@ def _inject(monkeypatch, steps, how="loss"):
 @pytest.mark.parametrize("how", ["loss", "gradient"])
 def test_a_nonfinite_step_changes_no_weight_moment_or_ema(tmp_path, monkeypatch, how):
     _inject(monkeypatch, {3}, how)
+    messages = []
     train(
         _cfg(tmp_path, "run", 5, ["train.checkpoint_every=1", "train.keep_last=5"]),
         progress=False,
-        log=lambda *_: None,
+        log=messages.append,
     )
+    assert any("skipped 1 step(s)" in m and "steps 4–4" in m for m in messages)
     before, after, later = (_weights(_load(tmp_path / "run", s)[0]) for s in (3, 4, 5))
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert any(not torch.equal(after[k], later[k]) for k in after)

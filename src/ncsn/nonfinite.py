@@ -3,15 +3,16 @@
 Per step, on the device and without a host sync: ``skip`` = 1.0 when ``loss + grad_norm`` is not
 finite, else 0.0. Fused Adam receives it as ``found_inf`` (the protocol GradScaler uses), so its
 kernel leaves weights, moments and step count untouched; the EMA moves by (1 − ema)·(1 − skip),
-i.e. not at all. The loss and flag of each step are kept on the device and brought to the host
-in one transfer at points that already synchronised before the guard existed (log rows and
-checkpoints), where consecutive skipped steps are counted; the training loop rolls back after
+so not at all on a skipped step. The loss and flag of each step stay on the device and come to
+the host in one transfer at points that synchronised before the guard existed (log rows and
+checkpoints; at least every 1024 steps), where skipped steps are counted; the loop rolls back after
 ``train.nonfinite_patience`` of them (docs/conventions.md, "Failures and recovery").
 
-Cost per step: six small device ops (add, isfinite, not, float, stack, and the EMA weight)
-and the list form of the EMA lerp; measured on one CPU thread, ~20 µs for the flag and ~10% on
-the EMA lerp, against ~3× faster optimizer steps from the fused Adam kernel. Devices without a
-fused Adam kernel fall back to one ``.item()`` sync per step.
+Cost per step: six small device ops (add, isfinite, not, float, stack, the EMA weight) and the
+list form of the EMA lerp, no host sync. Measured on one CPU thread (optimizer + EMA per step):
+18k-parameter MLP 210 µs fused unguarded → 270 µs guarded; 1.1M-parameter U-Net 3.1 → 3.3 ms;
+the unfused Adam used before took 0.7 and 11.3 ms. Devices without a fused Adam kernel fall back
+to one ``.item()`` sync per step.
 """
 
 from __future__ import annotations
@@ -84,21 +85,26 @@ class Guard:
         """Steps flagged since the last :meth:`read`."""
         return len(self.pending)
 
-    def read(self) -> int:
-        """Fold the pending steps in (one host sync); the longest consecutive run among them."""
+    def read(self, step: int) -> tuple[int, list[int]]:
+        """Fold in the pending steps, the last of which was ``step`` (one host sync).
+
+        Returns the longest run of consecutive skipped steps among them (counting the run
+        already going) and the skipped step numbers.
+        """
         rows = torch.stack(self.pending).tolist() if self.pending else []
         self.pending.clear()
-        longest = 0
-        for loss, skip in rows:
+        longest, skipped = 0, []
+        for number, (loss, skip) in enumerate(rows, start=step - len(rows) + 1):
             if skip:
-                self.skipped += 1
+                skipped.append(number)
                 self.run += 1
                 longest = max(longest, self.run)
             else:
                 self.run = 0
                 self.loss_sum += loss
                 self.loss_n += 1
-        return longest
+        self.skipped += len(skipped)
+        return longest, skipped
 
     def take_mean_loss(self) -> float:
         """Mean loss of the steps taken since the last call (NaN if all were skipped)."""

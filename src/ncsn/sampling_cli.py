@@ -141,10 +141,10 @@ def cmd_sample(args) -> None:
         ("--batch-size", batch),
         ("--eps", args.eps),
         ("--snr", args.snr),
+        ("--grid", args.grid),
     ]:
         _positive(name, value)
     out = Path(args.out) if args.out else Path(args.run_dir) / "samples"
-    out.mkdir(parents=True, exist_ok=True)
     shape = tuple(meta["data_shape"])
     is_image = len(shape) == 3
     frames: list[np.ndarray] = []
@@ -177,8 +177,11 @@ def cmd_sample(args) -> None:
         chunks.append(x.float().cpu())
     elapsed = time.perf_counter() - start
     x = torch.cat(chunks)
+    if not frames:  # the sampler took no step (e.g. pc with --steps 1): show the result
+        record({"x": x})
     keep = max(1, len(frames) // cfg.sample.gif_frames)
     frames = frames[::keep] + ([frames[-1]] if (len(frames) - 1) % keep else [])
+    out.mkdir(parents=True, exist_ok=True)  # only now: a failed run leaves no empty folder
     buf = io.BytesIO()
     if is_image:
         np.savez(buf, images=to_uint8(x))

@@ -209,74 +209,82 @@ def _train(cfg: config.Config, data: Dataset, device: torch.device, progress: bo
     grad_norm = torch.zeros((), device=device)
     window_start, window_step, start_time = time.perf_counter(), step, time.perf_counter()
     model.train()
-    while step < t.steps:
-        index = torch.randint(len(data), (t.batch_size,), generator=data_gen)
-        x = data.batch(
-            index, generator=data_gen, dequantize=cfg.data.dequantize, hflip=cfg.data.hflip
-        )
-        x = x.to(device, non_blocking=True)
-        lr = t.lr * guard.lr_scale * (min(1.0, (step + 1) / t.warmup) if t.warmup else 1.0)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16"):
-            loss = loss_fn(model, x, sigmas, generator=noise_gen, **loss_kwargs)
-        loss = _fault(step, loss, model, ema)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        skip = guard.flag(loss, grad_norm)  # on the device: no host sync
-        nonfinite.optimizer_step(opt, skip)
-        nonfinite.ema_update(ema_params, params, ema_rate, skip)
-        step += 1
-        bar.update(1)
-
-        at_log = step % t.log_every == 0 or step == t.steps
-        at_checkpoint = step % t.checkpoint_every == 0 or step == t.steps
-        if at_log or at_checkpoint or guard.unread() >= _SCAN_EVERY:
-            run = guard.read()
-            if run >= t.nonfinite_patience:
-                step = window_step = roll_back(
-                    f"non-finite loss or gradient norm in {run} consecutive steps"
-                )
-                window_start = time.perf_counter()
-                continue
-        if at_log:
-            now = time.perf_counter()
-            row = {
-                "step": step,
-                "loss": guard.take_mean_loss(),
-                "lr": lr,
-                "grad_norm": float(grad_norm),
-                "skipped": guard.skipped,
-                "steps_per_s": (step - window_step) / (now - window_start),
-                "elapsed_s": now - start_time,
-            }
-            _write_row(metrics_file, row, writer)
-            bar.set_postfix(loss=f"{row['loss']:.4g}")
-            window_start, window_step = now, step
-        if at_checkpoint:
-            try:
-                save_checkpoint()
-            except checkpoint.NonFiniteError as e:
-                step = window_step = roll_back(str(e))
-                window_start = time.perf_counter()
-                continue
-            initial = None
-        if t.preview_every and (step % t.preview_every == 0 or step == t.steps):
-            (run_dir / "previews").mkdir(exist_ok=True)
-            ema.eval()
-            preview(
-                ema,
-                sched,
-                data.shape,
-                t.preview_n,
-                t.seed,
-                run_dir / "previews" / f"step-{step:08d}.png",
+    try:
+        while step < t.steps:
+            index = torch.randint(len(data), (t.batch_size,), generator=data_gen)
+            x = data.batch(
+                index, generator=data_gen, dequantize=cfg.data.dequantize, hflip=cfg.data.hflip
             )
-    bar.close()
-    metrics_file.close()
-    if writer is not None:
-        writer.close()
+            x = x.to(device, non_blocking=True)
+            lr = t.lr * guard.lr_scale * (min(1.0, (step + 1) / t.warmup) if t.warmup else 1.0)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16"):
+                loss = loss_fn(model, x, sigmas, generator=noise_gen, **loss_kwargs)
+            loss = _fault(step, loss, model, ema)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            skip = guard.flag(loss, grad_norm)  # on the device: no host sync
+            nonfinite.optimizer_step(opt, skip)
+            nonfinite.ema_update(ema_params, params, ema_rate, skip)
+            step += 1
+            bar.update(1)
+
+            at_log = step % t.log_every == 0 or step == t.steps
+            at_checkpoint = step % t.checkpoint_every == 0 or step == t.steps
+            if at_log or at_checkpoint or guard.unread() >= _SCAN_EVERY:
+                run, skipped = guard.read(step)
+                if skipped:
+                    log(
+                        f"warning: skipped {len(skipped)} step(s) with a non-finite loss or "
+                        f"gradient norm (steps {skipped[0]}–{skipped[-1]}; {guard.skipped} in "
+                        "this run)"
+                    )
+                if run >= t.nonfinite_patience:
+                    step = window_step = roll_back(
+                        f"non-finite loss or gradient norm in {run} consecutive steps"
+                    )
+                    window_start = time.perf_counter()
+                    continue
+            if at_log:
+                now = time.perf_counter()
+                row = {
+                    "step": step,
+                    "loss": guard.take_mean_loss(),
+                    "lr": lr,
+                    "grad_norm": float(grad_norm),
+                    "skipped": guard.skipped,
+                    "steps_per_s": (step - window_step) / (now - window_start),
+                    "elapsed_s": now - start_time,
+                }
+                _write_row(metrics_file, row, writer)
+                bar.set_postfix(loss=f"{row['loss']:.4g}")
+                window_start, window_step = now, step
+            if at_checkpoint:
+                try:
+                    save_checkpoint()
+                except checkpoint.NonFiniteError as e:
+                    step = window_step = roll_back(str(e))
+                    window_start = time.perf_counter()
+                    continue
+                initial = None
+            if t.preview_every and (step % t.preview_every == 0 or step == t.steps):
+                (run_dir / "previews").mkdir(exist_ok=True)
+                ema.eval()
+                preview(
+                    ema,
+                    sched,
+                    data.shape,
+                    t.preview_n,
+                    t.seed,
+                    run_dir / "previews" / f"step-{step:08d}.png",
+                )
+    finally:
+        bar.close()
+        metrics_file.close()
+        if writer is not None:
+            writer.close()
     if guard.skipped:
         log(f"{guard.skipped} steps skipped for non-finite values, {guard.rollbacks} rollbacks")
     return {"step": step, "run_dir": str(run_dir), "parameters": count_parameters(model)}
