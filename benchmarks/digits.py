@@ -26,7 +26,7 @@ from ncsn.cli import main as ncsn
 
 
 def digit_classifier(seed: int = 0) -> tuple[LogisticRegression, float]:
-    """Logistic regression on the 8×8 digits scaled to [0, 1]; returns (model, held-out accuracy)."""
+    """Logistic regression on the 8×8 digits in [0, 1]; returns (model, held-out accuracy)."""
     digits = load_digits()
     x, y = digits.data / 16.0, digits.target
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, random_state=seed)

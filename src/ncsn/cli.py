@@ -65,38 +65,45 @@ def cmd_schedule(args) -> None:
 
 
 def cmd_info(args) -> None:
-    from ncsn import checkpoint
+    import csv
+
+    from ncsn import checkpoint, train_state
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise NCSNError(f"{run_dir}: run directory not found")
-    found = checkpoint.latest(run_dir / "checkpoints")
+    found = checkpoint.latest(run_dir / "checkpoints", check=train_state.check_meta)
     if found is None:
         raise NCSNError(f"{run_dir}: no usable checkpoint in {run_dir / 'checkpoints'}")
     _, meta, path = found
-    from ncsn.schedule import Schedule
-
-    sched = Schedule(**meta["schedule"])
-    cfg = meta["config"]
+    cfg, sched = train_state.parse_meta(meta, path)
     print(f"run directory: {run_dir}")
-    print(f"latest checkpoint: {path} (step {meta['step']} of {cfg['train']['steps']})")
-    print(f"data: {meta['data_name']}, examples of shape {tuple(meta['data_shape'])}")
-    m = cfg["model"]
+    print(f"latest checkpoint: {path} (step {meta['step']} of {cfg.train.steps})")
     print(
-        f"model: {m['net']}, parameterization {m['parameterization']}, "
-        f"{meta['parameters']:,} parameters"
+        f"data: {meta.get('data_name', cfg.data.name)}, examples of shape "
+        f"{tuple(meta['data_shape'])}"
     )
-    print(f"objective: {cfg['train']['objective']}, λ(σ) = σ^{cfg['train']['loss_power']}")
+    params = meta.get("parameters")
+    print(
+        f"model: {cfg.model.net}, parameterization {cfg.model.parameterization}"
+        + (f", {params:,} parameters" if isinstance(params, int) else "")
+    )
+    print(f"objective: {cfg.train.objective}, λ(σ) = σ^{cfg.train.loss_power}")
     print(sched.describe())
+    last = None
     metrics = run_dir / "metrics.csv"
     if metrics.exists():
-        lines = metrics.read_text().strip().splitlines()
-        if len(lines) > 1:
-            last = dict(zip(lines[0].split(","), lines[-1].split(","), strict=False))
-            print(
-                f"last logged: step {last['step']}, loss {float(last['loss']):.5g}, "
-                f"{float(last['steps_per_s']):.2f} steps/s"
-            )
+        with open(metrics, newline="", errors="replace") as f:
+            try:
+                for row in csv.DictReader(f):
+                    try:  # a crash can leave a half-written last row: keep the last whole one
+                        last = (int(row["step"]), float(row["loss"]), float(row["steps_per_s"]))
+                    except (KeyError, TypeError, ValueError):
+                        continue
+            except csv.Error:
+                pass
+    if last is not None:
+        print(f"last logged: step {last[0]}, loss {last[1]:.5g}, {last[2]:.2f} steps/s")
     if args.json:
         print(json.dumps(meta, indent=1))
 

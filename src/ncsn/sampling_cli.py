@@ -144,6 +144,8 @@ def cmd_sample(args) -> None:
         ("--grid", args.grid),
     ]:
         _positive(name, value)
+    if not 1 <= args.rho <= 1000:  # ρ = 1: uniform in σ; Karras et al. use 7
+        raise NCSNError(f"--rho {args.rho}: expected a number between 1 and 1000")
     out = Path(args.out) if args.out else Path(args.run_dir) / "samples"
     shape = tuple(meta["data_shape"])
     is_image = len(shape) == 3

@@ -30,6 +30,8 @@ def make_grid(
     """
     x = to_uint8(images)
     n, h, w, c = x.shape
+    if n == 0:
+        return np.full((max(h, 1), max(w, 1), c), 255, np.uint8)
     nrow = nrow or math.ceil(math.sqrt(n))
     ncol = math.ceil(n / nrow)
     k = max(1, math.ceil(min_cell / max(h, w)))

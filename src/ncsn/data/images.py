@@ -183,9 +183,7 @@ def _missing(what: str, names: list[str], dirs: list[Path], download: bool) -> N
     files = ", ".join(names)
     where = " or ".join(str(d) for d in dirs)
     if download:
-        return NCSNError(
-            f"{what} not found even after downloading: expected {files} in {where}"
-        )
+        return NCSNError(f"{what} not found even after downloading: expected {files} in {where}")
     if dirs[0].is_dir():
         note = ""
     elif dirs[0].exists():
