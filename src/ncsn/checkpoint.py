@@ -87,18 +87,23 @@ def _digest(tensors: dict[str, torch.Tensor], text: str | None) -> str:
     return h.hexdigest()
 
 
-def save(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Write ``tensors`` and JSON-serialisable ``meta`` atomically to ``path``.
-
-    Raises :class:`NonFiniteError` (and writes nothing) if a float tensor holds a NaN or ±inf.
-    """
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Raise :class:`NonFiniteError` if a float tensor holds a NaN or ±inf."""
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
         raise NonFiniteError(
             f"{path}: not written: {len(bad)} tensors hold NaN or infinite values "
             f"({', '.join(sorted(bad)[:3])}{', …' if len(bad) > 3 else ''})"
         )
+
+
+def save(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write ``tensors`` and JSON-serialisable ``meta`` atomically to ``path``.
+
+    Raises :class:`NonFiniteError` (and writes nothing) if a float tensor holds a NaN or ±inf.
+    """
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    check_finite(tensors, path)
     text = json.dumps(meta, allow_nan=False)
     header = {"format": FORMAT, "ncsn": text, "sha256": _digest(tensors, text)}
     atomic_write_bytes(path, st_save(tensors, metadata=header))

@@ -81,7 +81,8 @@ class TrainConfig:
     loss_power: float = 2.0  # λ(σ) = σ^p
     ssm_projections: int = 1
     steps: int = 10000
-    batch_size: int = 128
+    batch_size: int = 128  # global: split over torchrun processes and grad_accum micro-steps
+    grad_accum: int = 1  # micro-steps per optimizer step (same global batch, less memory)
     lr: float = 2e-4
     beta1: float = 0.9
     beta2: float = 0.999
@@ -307,6 +308,7 @@ def validate(cfg: Config, source: str = "config") -> None:
         ("schedule.exact_distance_limit", s.exact_distance_limit),
         ("train.steps", t.steps),
         ("train.batch_size", t.batch_size),
+        ("train.grad_accum", t.grad_accum),
         ("train.checkpoint_every", t.checkpoint_every),
         ("train.keep_last", t.keep_last),
         ("train.log_every", t.log_every),

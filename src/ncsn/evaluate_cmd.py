@@ -178,8 +178,8 @@ def load_images(path: str | Path, what: str) -> torch.Tensor:
 
 
 def cmd_evaluate(args) -> None:
+    from ncsn.devices import resolve_device
     from ncsn.metrics.evaluate import evaluate, load_extractor
-    from ncsn.train import resolve_device
 
     for name, value, least in [
         ("--n", args.n, 2),

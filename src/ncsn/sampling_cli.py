@@ -28,7 +28,8 @@ def _positive(name: str, value) -> None:
 
 
 def _load(args):
-    from ncsn.train import load_run, resolve_device
+    from ncsn.devices import resolve_device
+    from ncsn.train import load_run
 
     device = resolve_device(args.device)
     model, sched, cfg, meta = load_run(args.run_dir, ema=not args.raw_weights, device=device)

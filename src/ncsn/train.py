@@ -11,52 +11,37 @@ Failures and what they can cost are described in docs/conventions.md, "Failures 
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import csv
-import io
 import json
+import os
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ncsn import checkpoint, config, nonfinite, runlock, schedule, train_state
+from ncsn import (
+    checkpoint,
+    config,
+    distributed,
+    nonfinite,
+    runlock,
+    schedule,
+    train_log,
+    train_state,
+)
 from ncsn.data import load_dataset
 from ncsn.data.dataset import Dataset
+from ncsn.devices import resolve_device
 from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel, build_model, count_parameters
 from ncsn.objectives import dsm_loss, ssm_loss
 from ncsn.samplers.langevin import annealed_langevin
 from ncsn.viz import save_grid, save_scatter
 
-CSV_FIELDS = ["step", "loss", "lr", "grad_norm", "skipped", "steps_per_s", "elapsed_s"]
 MAX_ROLLBACKS = 10  # then the run stops: the learning rate has been divided by ~1000 already
 _SCAN_EVERY = 1024  # read the guard's flags at least this often, whatever log_every is
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' → CUDA if available, else MPS, else CPU; else cpu, cuda, cuda:N or mps."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    expected = f"train.device = {name!r}: expected auto, cpu, cuda, cuda:N or mps"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError, TypeError):
-        raise NCSNError(expected) from None
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise NCSNError(expected)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise NCSNError(f"train.device = {name!r}: CUDA is not available on this machine")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise NCSNError(f"train.device = {name!r}: there are {torch.cuda.device_count()} GPUs")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise NCSNError(f"train.device = {name!r}: MPS is not available on this machine")
-    return device
 
 
 def preview(model: ScoreModel, sched: schedule.Schedule, shape, n: int, seed: int, path: Path):
@@ -79,7 +64,10 @@ def preview(model: ScoreModel, sched: schedule.Schedule, shape, n: int, seed: in
 def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
     """Train (or resume) the run in ``cfg.run_dir``; returns a summary dict."""
     t = cfg.train
+    w = distributed.world()
     device = resolve_device(t.device)
+    if device.type == "cuda" and w.size > 1:
+        device = torch.device("cuda", w.local_rank)
     if t.deterministic:
         torch.use_deterministic_algorithms(True)
     data = load_dataset(cfg.data, seed=t.seed)
@@ -87,9 +75,17 @@ def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
         raise NCSNError(
             f"train.batch_size = {t.batch_size}: larger than the data set ({len(data)} examples)"
         )
-    with runlock.hold(cfg.run_dir, warn=log):
+    if t.batch_size % (w.size * t.grad_accum):
+        raise NCSNError(
+            f"train.batch_size = {t.batch_size}: expected a multiple of the number of processes "
+            f"({w.size}) × train.grad_accum ({t.grad_accum})"
+        )
+    if not w.main:
+        log, progress = (lambda *_: None), False
+    lock = runlock.hold(cfg.run_dir, warn=log) if w.main else contextlib.nullcontext()
+    with distributed.process_group(w, device), lock:
         try:
-            return _train(cfg, data, device, progress, log)
+            return _train(cfg, data, device, progress, log, w)
         except (torch.OutOfMemoryError, MemoryError) as e:
             raise _out_of_memory(cfg, device, e) from None
         except RuntimeError as e:
@@ -112,14 +108,25 @@ def _fault(step: int, loss: torch.Tensor, model: ScoreModel, ema: ScoreModel) ->
     return loss
 
 
-def _train(cfg: config.Config, data: Dataset, device: torch.device, progress: bool, log) -> dict:
+def _train(
+    cfg: config.Config,
+    data: Dataset,
+    device: torch.device,
+    progress: bool,
+    log,
+    w: distributed.World,
+) -> dict:
     t = cfg.train
     run_dir = Path(cfg.run_dir)
     ckpt_dir = run_dir / "checkpoints"
-    for folder in (run_dir, ckpt_dir):
-        if n := checkpoint.remove_stale_temporaries(folder):
-            log(f"removed {n} temporary files left by an interrupted run in {folder}")
-    found = _resume_point(cfg, data, ckpt_dir, log)
+    if w.main:  # housekeeping first, then every rank reads the same checkpoint
+        for folder in (run_dir, ckpt_dir):
+            if n := checkpoint.remove_stale_temporaries(folder):
+                log(f"removed {n} temporary files left by an interrupted run in {folder}")
+        found = _resume_point(cfg, data, ckpt_dir, log)
+    distributed.barrier(w)
+    if not w.main:
+        found = _resume_point(cfg, data, ckpt_dir, log, set_aside=False)
     if found is not None:
         sched = train_state.parse_meta(found[1], found[2])[1]
     else:
@@ -128,6 +135,8 @@ def _train(cfg: config.Config, data: Dataset, device: torch.device, progress: bo
     torch.manual_seed(t.seed)
     model = build_model(cfg.model, data.shape, sched.sigmas).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
+    if w.rank:  # per-rank stream for dropout, derived from the run seed
+        torch.manual_seed(t.seed + 7919 * w.rank)
     opt = nonfinite.adam(model.parameters(), t)
     data_gen = torch.Generator().manual_seed(t.seed + 1)
     noise_gen = torch.Generator(device).manual_seed(t.seed + 2)
@@ -143,16 +152,29 @@ def _train(cfg: config.Config, data: Dataset, device: torch.device, progress: bo
         tensors, extra = train_state.collect(model, ema, opt, data_gen, noise_gen)
         initial = ({k: v.detach().clone().cpu() for k, v in tensors.items()}, extra)
 
-    checkpoint.atomic_write_bytes(run_dir / "config.yaml", config.dumps(cfg).encode())
-    checkpoint.atomic_write_bytes(
-        run_dir / "schedule.json", json.dumps(sched.to_dict(), indent=1).encode()
-    )
+    if w.main:
+        checkpoint.atomic_write_bytes(run_dir / "config.yaml", config.dumps(cfg).encode())
+        checkpoint.atomic_write_bytes(
+            run_dir / "schedule.json", json.dumps(sched.to_dict(), indent=1).encode()
+        )
     log(f"data: {data.name}, {len(data)} examples of shape {data.shape}")
     log(f"model: {cfg.model.net}, {count_parameters(model):,} parameters, device {device}")
+    if w.size > 1:
+        log(
+            f"distributed: {w.size} processes, global batch {t.batch_size}, "
+            f"{t.batch_size // (w.size * t.grad_accum)} per process and micro-step"
+        )
     log(sched.describe())
     metrics_path = run_dir / "metrics.csv"
-    metrics_file = _open_metrics(metrics_path, step, log)
-    writer = _tensorboard(run_dir / "tb")
+
+    def open_metrics(step: int):
+        return train_log.open_metrics(metrics_path, step, log) if w.main else open(os.devnull, "w")
+
+    metrics_file = open_metrics(step)
+    writer = train_log.tensorboard(run_dir / "tb") if w.main else None
+    # DDP averages the gradients over ranks; the objectives call net(x, σ), i.e. its forward.
+    net = torch.nn.parallel.DistributedDataParallel(model) if w.size > 1 else model
+    micro = t.batch_size // (w.size * t.grad_accum)
 
     sigmas = sched.tensor(device)
     loss_fn = dsm_loss if t.objective == "dsm" else ssm_loss
@@ -175,8 +197,12 @@ def _train(cfg: config.Config, data: Dataset, device: torch.device, progress: bo
             "parameters": count_parameters(model),
             "nonfinite": guard.state(),
         } | extra
+        path = checkpoint.path_for(ckpt_dir, step)
+        if not w.main:  # same weights on every rank: the same decision, no file
+            checkpoint.check_finite(tensors, path)
+            return
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.save(checkpoint.path_for(ckpt_dir, step), tensors, meta)
+        checkpoint.save(path, tensors, meta)
         checkpoint.prune(ckpt_dir, t.keep_last)
 
     def roll_back(reason: str) -> int:
@@ -200,7 +226,7 @@ def _train(cfg: config.Config, data: Dataset, device: torch.device, progress: bo
             f"learning rate to {t.lr * guard.lr_scale:.3g} (× {t.nonfinite_lr_factor})"
         )
         metrics_file.close()
-        metrics_file = _open_metrics(metrics_path, restored, log)
+        metrics_file = open_metrics(restored)
         bar.n = restored
         bar.refresh()
         return restored
@@ -211,19 +237,39 @@ def _train(cfg: config.Config, data: Dataset, device: torch.device, progress: bo
     model.train()
     try:
         while step < t.steps:
+            # The global batch is drawn the same on every rank; each takes its micro-batches.
             index = torch.randint(len(data), (t.batch_size,), generator=data_gen)
             x = data.batch(
                 index, generator=data_gen, dequantize=cfg.data.dequantize, hflip=cfg.data.hflip
             )
-            x = x.to(device, non_blocking=True)
+            parts = x.view(w.size, t.grad_accum, micro, *x.shape[1:])[w.rank]
             lr = t.lr * guard.lr_scale * (min(1.0, (step + 1) / t.warmup) if t.warmup else 1.0)
             for group in opt.param_groups:
                 group["lr"] = lr
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16"):
-                loss = loss_fn(model, x, sigmas, generator=noise_gen, **loss_kwargs)
-            loss = _fault(step, loss, model, ema)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            noise_state = noise_gen.get_state() if t.grad_accum > 1 else None
+            loss = torch.zeros((), device=device)
+            for k in range(t.grad_accum):
+                if noise_state is not None:  # every micro-step slices the same global draws
+                    noise_gen.set_state(noise_state)
+                sync = k == t.grad_accum - 1 or w.size == 1
+                with (
+                    contextlib.nullcontext() if sync else net.no_sync(),
+                    torch.autocast(
+                        device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16"
+                    ),
+                ):
+                    part = loss_fn(
+                        net,
+                        parts[k].to(device, non_blocking=True),
+                        sigmas,
+                        generator=noise_gen,
+                        shard=(w.rank * t.grad_accum + k, w.size * t.grad_accum),
+                        **loss_kwargs,
+                    )
+                    part = _fault(step, part, model, ema) / t.grad_accum
+                    part.backward()
+                loss = loss + part.detach()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
             skip = guard.flag(loss, grad_norm)  # on the device: no host sync
             nonfinite.optimizer_step(opt, skip)
@@ -251,25 +297,26 @@ def _train(cfg: config.Config, data: Dataset, device: torch.device, progress: bo
                 now = time.perf_counter()
                 row = {
                     "step": step,
-                    "loss": guard.take_mean_loss(),
+                    "loss": distributed.mean(w, guard.take_mean_loss(), device),
                     "lr": lr,
                     "grad_norm": float(grad_norm),
                     "skipped": guard.skipped,
                     "steps_per_s": (step - window_step) / (now - window_start),
                     "elapsed_s": now - start_time,
                 }
-                _write_row(metrics_file, row, writer)
+                train_log.write_row(metrics_file, row, writer)
                 bar.set_postfix(loss=f"{row['loss']:.4g}")
                 window_start, window_step = now, step
             if at_checkpoint:
                 try:
                     save_checkpoint()
+                    distributed.barrier(w)  # a rollback on any rank reads complete files
                 except checkpoint.NonFiniteError as e:
                     step = window_step = roll_back(str(e))
                     window_start = time.perf_counter()
                     continue
                 initial = None
-            if t.preview_every and (step % t.preview_every == 0 or step == t.steps):
+            if w.main and t.preview_every and (step % t.preview_every == 0 or step == t.steps):
                 (run_dir / "previews").mkdir(exist_ok=True)
                 ema.eval()
                 preview(
@@ -290,8 +337,9 @@ def _train(cfg: config.Config, data: Dataset, device: torch.device, progress: bo
     return {"step": step, "run_dir": str(run_dir), "parameters": count_parameters(model)}
 
 
-def _resume_point(cfg: config.Config, data: Dataset, ckpt_dir: Path, log):
-    """The checkpoint to resume from (None for a new run); newer unusable ones are set aside."""
+def _resume_point(cfg: config.Config, data: Dataset, ckpt_dir: Path, log, set_aside: bool = True):
+    """The checkpoint to resume from (None for a new run); newer unusable ones are set aside
+    (renamed ``*.corrupt``) when ``set_aside``."""
     files = checkpoint.list_checkpoints(ckpt_dir)
     skipped: list[str] = []
     found = checkpoint.latest(ckpt_dir, warn=skipped.append, check=train_state.check_meta)
@@ -304,7 +352,7 @@ def _resume_point(cfg: config.Config, data: Dataset, ckpt_dir: Path, log):
         log(w)
     if found is None:
         return None
-    for _, p in files[[p for _, p in files].index(found[2]) + 1 :]:
+    for _, p in files[[p for _, p in files].index(found[2]) + 1 :] if set_aside else []:
         p.replace(p.with_name(p.name + ".corrupt"))
         log(f"warning: set aside unusable checkpoint {p} as {p.name}.corrupt")
     train_state.check_compatible(cfg, found[1], data.shape, found[2])
@@ -313,42 +361,6 @@ def _resume_point(cfg: config.Config, data: Dataset, ckpt_dir: Path, log):
 
 def _needs_data(cfg: config.Config) -> bool:
     return cfg.schedule.sigma_max == "auto" or cfg.schedule.num_levels == "auto"
-
-
-def _open_metrics(path: Path, step: int, log):
-    """metrics.csv for appending, rewritten atomically without the rows past ``step`` (logged
-    after the checkpoint being resumed from, so they are about to be logged again)."""
-    rows = []
-    if path.exists() and step > 0:
-        with open(path, newline="", errors="replace") as f:
-            try:
-                for r in csv.DictReader(f):
-                    if (r.get("step") or "").isdigit() and int(r["step"]) <= step:
-                        rows.append(r)
-            except csv.Error as e:
-                log(f"warning: {path}: keeping the {len(rows)} rows before a damaged line ({e})")
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    checkpoint.atomic_write_bytes(path, buf.getvalue().encode())
-    return open(path, "a", newline="")
-
-
-def _write_row(f, row: dict, tb) -> None:
-    csv.DictWriter(f, fieldnames=CSV_FIELDS).writerow(row)
-    f.flush()
-    if tb is not None:
-        for k in ("loss", "lr", "grad_norm", "skipped", "steps_per_s"):
-            tb.add_scalar(f"train/{k}", row[k], row["step"])
-
-
-def _tensorboard(folder: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(folder))
 
 
 def load_run(
