@@ -44,9 +44,12 @@ def _load_config(args) -> config.Config:
 def cmd_train(args) -> None:
     from ncsn.train import train
 
+    from ncsn.distributed import world
+
     cfg = _load_config(args)
     summary = train(cfg, progress=not args.no_progress)
-    print(f"trained to step {summary['step']}; run directory: {summary['run_dir']}")
+    if world().main:
+        print(f"trained to step {summary['step']}; run directory: {summary['run_dir']}")
 
 
 def cmd_schedule(args) -> None:

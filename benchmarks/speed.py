@@ -1,0 +1,189 @@
+"""Training and sampling speed: our loops against the bare network, fp32 against bf16.
+
+For each model (the digits U-Net, the MNIST U-Net, the paper's RefineNet) and precision:
+- training: steps/s and images/s of `ncsn.train.train` itself (median over logged windows, the
+  first dropped as warm-up) next to the bare network's forward + backward on a batch of the same
+  size (median of timed repeats taken just before and just after, in the same process); the
+  overhead is our step time over the bare one, minus 1;
+- sampling: network evaluations/s of `annealed_langevin` next to bare forwards under
+  `torch.inference_mode`, same batch;
+- peak memory: CUDA's max allocated, or the process's max RSS on the CPU (monotone over the run).
+
+    python benchmarks/speed.py [--smoke] [--out benchmarks/results] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ncsn import config
+from ncsn.devices import resolve_device
+from ncsn.model import build_model, count_parameters
+from ncsn.samplers.langevin import annealed_langevin
+from ncsn.train import train
+
+MODELS = {  # name: (preset, image side, channels, batch, overrides)
+    "unet-digits": ("digits", 8, 1, 128, []),
+    "unet-mnist": ("mnist", 28, 1, 64, ["model.dropout=0.0"]),
+    "refinenet-mnist": ("mnist_paper", 28, 1, 16, []),
+}
+PRESETS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _median_time(fn, repeats: int, device: torch.device) -> float:
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench(
+    name: str, precision: str, device: torch.device, steps: int, work: Path, smoke: bool
+) -> dict:
+    preset, side, channels, batch, extra = MODELS[name]
+    rng = np.random.default_rng(0)
+    data = work / f"{name}.npz"
+    np.savez(data, images=rng.integers(0, 256, (512, side, side, channels), dtype=np.uint8))
+    overrides = [
+        "data.name=npz",
+        f"data.root={data}",
+        "data.subset=null",
+        f"train.batch_size={batch}",
+        f"train.precision={precision}",
+        f"train.device={device}",
+        "train.preview_every=0",
+        f"train.checkpoint_every={10 * steps}",
+        f"train.log_every={max(1, steps // 6)}",
+        f"train.steps={steps}",
+        f"run_dir={work / f'{name}-{precision}'}",
+        "train.warmup=0",
+        "schedule.sigma_max=10.0",
+        "schedule.num_levels=10",
+        "schedule.step_size=2e-5",
+        *extra,
+    ]
+    if smoke:
+        overrides += ["model.channels=8", "model.groups=4", "model.ngf=8"]
+    cfg = config.load(PRESETS / f"{preset}.yaml", overrides)
+    sigmas = torch.logspace(1, -2, 10)  # the ladder the overrides give: 10 → 0.01, L = 10
+    model = build_model(cfg.model, (channels, side, side), sigmas.tolist()).to(device)
+    x = torch.rand(batch, channels, side, side, device=device)
+    sigma = sigmas.to(device)[torch.randint(10, (batch,))]
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def bare_step():
+        with autocast:
+            out = model.net(x, sigma)
+        out.float().square().mean().backward()
+
+    def bare_forward():
+        with torch.inference_mode(), autocast:
+            model.net(x, sigma)
+
+    reps = 3 if smoke else 8
+    bare_step()
+    before = [_median_time(bare_step, reps, device)]
+    train(cfg, progress=False, log=lambda *_: None)
+    after = [_median_time(bare_step, reps, device)]
+    with open(Path(cfg.run_dir) / "metrics.csv") as f:
+        rates = [float(r["steps_per_s"]) for r in csv.DictReader(f)][1:]
+    ours_step = 1.0 / statistics.median(rates)
+    bare = statistics.median(before + after)
+
+    model.eval()
+    sampler_steps = 3 if smoke else 10
+    gen = torch.Generator(device).manual_seed(0)
+
+    def sample():
+        with autocast:
+            annealed_langevin(
+                model,
+                x.shape,
+                sigmas[:1].tolist(),
+                generator=gen,
+                eps=2e-5,
+                n_steps_each=sampler_steps,
+                denoise_final=False,
+                x=x.clone(),
+            )
+
+    bare_forward()
+    fwd = _median_time(bare_forward, reps, device)
+    smp = _median_time(sample, max(2, reps // 2), device) / sampler_steps
+    return {
+        "model": name,
+        "precision": precision,
+        "parameters": count_parameters(model),
+        "batch": batch,
+        "train_steps_per_s": 1.0 / ours_step,
+        "train_images_per_s": batch / ours_step,
+        "bare_fwd_bwd_per_s": 1.0 / bare,
+        "train_overhead": ours_step / bare - 1.0,
+        "sampler_nfe_per_s": 1.0 / smp,
+        "bare_forward_per_s": 1.0 / fwd,
+        "sampler_overhead": smp / fwd - 1.0,
+        "peak_memory_mb": _peak_memory_mb(device),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--smoke", action="store_true", help="tiny models and steps, for the tests")
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset")
+    p.add_argument("--steps", type=int, default=60, help="training steps per measurement")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    names = ["unet-digits"] if args.smoke else args.models.split(",")
+    steps = 12 if args.smoke else args.steps
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for name in names:
+            for precision in ("fp32", "bf16"):
+                rows.append(bench(name, precision, device, steps, Path(work), args.smoke))
+                print(json.dumps(rows[-1]), flush=True)
+    result = {
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "rows": rows,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ("speed_smoke.json" if args.smoke else "speed.json")).write_text(
+        json.dumps(result, indent=1)
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()
