@@ -42,9 +42,8 @@ def _load_config(args) -> config.Config:
 
 
 def cmd_train(args) -> None:
-    from ncsn.train import train
-
     from ncsn.distributed import world
+    from ncsn.train import train
 
     cfg = _load_config(args)
     summary = train(cfg, progress=not args.no_progress)
