@@ -46,7 +46,7 @@ def score_samples(images: np.ndarray, clf: LogisticRegression) -> dict:
     }
 
 
-def run(out: Path, smoke: bool) -> dict:
+def run(out: Path, smoke: bool, argv: list[str] | None = None) -> dict:
     run_dir = out / ("digits_smoke_run" if smoke else "digits_run")
     extra = (
         [
@@ -76,7 +76,8 @@ def run(out: Path, smoke: bool) -> dict:
     clf, acc = digit_classifier()
     images = np.load(run_dir / "samples" / "samples.npz")["images"]
     result = {
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": "python benchmarks/digits.py "
+        + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
         "smoke": smoke,
         "train_seconds": t1 - t0,
         "sample_seconds": t2 - t1,
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = run(out, args.smoke)
+    result = run(out, args.smoke, argv)
     name = "digits_smoke.json" if args.smoke else "digits.json"
     (out / name).write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
                 rows.append(bench(name, precision, device, steps, Path(work), args.smoke))
                 print(json.dumps(rows[-1]), flush=True)
     result = {
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": "python benchmarks/speed.py "
+        + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
         "device": str(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

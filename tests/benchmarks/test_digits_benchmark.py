@@ -16,4 +16,5 @@ def test_smoke_mode_trains_samples_and_scores(tmp_path):
     assert result["classifier_heldout_accuracy"] > 0.9
     assert result["real_digits"]["classes_present"] == 10  # the scorer sees every real class
     assert sum(result["samples"]["class_histogram"]) == result["n_samples"] == 20
+    assert result["command"].startswith("python benchmarks/digits.py --smoke")
     assert (tmp_path / "digits_smoke.json").exists()
