@@ -4,31 +4,19 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from tiny import TINY_UNET, as_cli
 
 from ncsn.cli import build_parser, main
 
-TINY = [
-    "--set",
-    "schedule.sigma_max=3.0",
-    "--set",
-    "schedule.num_levels=4",
-    "--set",
-    "model.channels=8",
-    "--set",
-    "model.groups=4",
-    "--set",
-    "model.num_res_blocks=1",
-    "--set",
-    "model.embedding_dim=8",
-    "--set",
-    "train.steps=4",
-    "--set",
-    "train.batch_size=8",
-    "--set",
-    "train.preview_every=0",
-    "--set",
-    "schedule.steps_per_level=2",
-]
+TINY = as_cli(
+    [
+        *TINY_UNET,
+        "schedule.num_levels=4",
+        "schedule.steps_per_level=2",
+        "train.steps=4",
+        "train.batch_size=8",
+    ]
+)
 
 
 def test_train_then_sample_writes_grid_gif_and_npz(tmp_path, capsys):

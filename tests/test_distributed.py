@@ -6,23 +6,19 @@ import sys
 
 import pytest
 import torch
+from tiny import TINY_UNET
 
 from ncsn import checkpoint, config
 from ncsn.train import train
 
 TINY = [
+    *TINY_UNET,
     "data.name=digits",
     "data.dequantize=true",
     "data.hflip=true",
-    "schedule.sigma_max=3.0",
     "schedule.num_levels=5",
-    "model.channels=8",
-    "model.groups=4",
-    "model.num_res_blocks=1",
-    "model.embedding_dim=8",
     "train.batch_size=16",
     "train.log_every=5",
-    "train.preview_every=0",
     "train.checkpoint_every=10",
     "train.lr=0.002",
 ]

@@ -1,31 +1,19 @@
 import numpy as np
 import pytest
 from PIL import Image
+from tiny import TINY_UNET, as_cli
 
 from ncsn.cli import main
 
-TINY = [
-    "--set",
-    "schedule.sigma_max=3.0",
-    "--set",
-    "schedule.num_levels=4",
-    "--set",
-    "model.channels=8",
-    "--set",
-    "model.groups=4",
-    "--set",
-    "model.num_res_blocks=1",
-    "--set",
-    "model.embedding_dim=8",
-    "--set",
-    "train.steps=2",
-    "--set",
-    "train.batch_size=8",
-    "--set",
-    "train.preview_every=0",
-    "--set",
-    "schedule.steps_per_level=2",
-]
+TINY = as_cli(
+    [
+        *TINY_UNET,
+        "schedule.num_levels=4",
+        "schedule.steps_per_level=2",
+        "train.steps=2",
+        "train.batch_size=8",
+    ]
+)
 
 
 @pytest.fixture(scope="module")

@@ -2,25 +2,21 @@ import csv
 
 import pytest
 import torch
+from tiny import TINY_UNET
 
 from ncsn import checkpoint, config
 from ncsn.errors import NCSNError
 from ncsn.train import load_run, train
 
 TINY_IMAGES = [
+    *TINY_UNET,
     "data.name=digits",
     "data.dequantize=true",
     "data.hflip=true",
-    "schedule.sigma_max=3.0",
     "schedule.num_levels=5",
-    "model.channels=8",
-    "model.groups=4",
-    "model.num_res_blocks=1",
-    "model.embedding_dim=8",
     "model.dropout=0.1",
     "train.batch_size=16",
     "train.log_every=1",
-    "train.preview_every=0",
     "train.warmup=2",
 ]
 
