@@ -112,3 +112,21 @@ def test_bad_image_is_a_clear_error(run, tmp_path, capsys):
     bad.write_bytes(b"not an image")
     assert main(["denoise", str(run), "--image", str(bad)]) == 2
     assert "bad.png" in capsys.readouterr().err
+
+
+def test_ald_step_follows_the_ncsnv2_rule_for_another_t_only_when_the_run_used_it():
+    from ncsn import schedule
+    from ncsn.sampling_cli import _ald_eps
+
+    ruled = schedule.resolve(schedule_cfg(step_size="auto"), None)
+    fixed = schedule.resolve(schedule_cfg(step_size=2e-5), None)
+    assert _ald_eps(ruled, 5, None) == ruled.step_size
+    assert _ald_eps(ruled, 50, None) == schedule.step_size_for(ruled.gamma, ruled.sigma_min, 50)
+    assert _ald_eps(fixed, 50, None) == 2e-5
+    assert _ald_eps(ruled, 50, 1e-4) == 1e-4
+
+
+def schedule_cfg(**kw):
+    from ncsn.config import ScheduleConfig
+
+    return ScheduleConfig(sigma_max=1.0, num_levels=10, steps_per_level=5, **kw)

@@ -65,13 +65,14 @@ def test_resolve_auto_reports_how_each_value_was_obtained():
     assert math.isclose(sched.sigma_max, schedule.max_pairwise_distance(x)[0], rel_tol=1e-6)
     for key in ("sigma_max", "num_levels", "step_size"):
         assert "NCSNv2" in sched.how[key]
+    assert sched.step_rule
     assert "ε" in sched.describe()
 
 
 def test_resolve_fixed_values_are_kept():
     cfg = ScheduleConfig(sigma_max=1.0, sigma_min=0.01, num_levels=10, step_size=2e-5)
     sched = schedule.resolve(cfg, None)
-    assert sched.num_levels == 10 and sched.step_size == 2e-5
+    assert sched.num_levels == 10 and sched.step_size == 2e-5 and not sched.step_rule
     assert sched.gamma == pytest.approx(100 ** (1 / 9))
 
 

@@ -41,7 +41,7 @@ def _ald_eps(sched: schedule.Schedule, steps: int, eps: float | None) -> float:
     when the run's ε came from that rule; else the run's ε."""
     if eps is not None:
         return eps
-    if steps == sched.steps_per_level or "technique 4" not in sched.how.get("step_size", ""):
+    if steps == sched.steps_per_level or not sched.step_rule:
         return sched.step_size
     return schedule.step_size_for(sched.gamma, sched.sigma_min, steps)
 

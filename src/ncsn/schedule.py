@@ -130,6 +130,7 @@ class Schedule:
     step_size: float
     steps_per_level: int
     how: dict[str, str] = field(default_factory=dict)
+    step_rule: bool = False  # ε came from NCSNv2 technique 4, so another T gets the rule's ε
 
     @property
     def sigma_max(self) -> float:
@@ -208,6 +209,7 @@ def resolve(cfg, data: torch.Tensor | None) -> Schedule:
     sched = Schedule(sigmas, 0.0, cfg.steps_per_level, how)
     if cfg.step_size == "auto":
         sched.step_size = step_size_for(sched.gamma, cfg.sigma_min, cfg.steps_per_level)
+        sched.step_rule = True
         ratio = variance_ratio(sched.step_size, sched.gamma, cfg.sigma_min, cfg.steps_per_level)
         how["step_size"] = (
             f"NCSNv2 technique 4: Eq. 7 ratio closest to 1 for T = {cfg.steps_per_level} "

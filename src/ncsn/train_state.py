@@ -96,7 +96,7 @@ def parse_meta(meta: Any, path: Path) -> tuple[config.Config, schedule.Schedule]
     s = meta["schedule"]
     if not (
         isinstance(s, dict)
-        and set(s) <= {"sigmas", "step_size", "steps_per_level", "how"}
+        and set(s) <= {"sigmas", "step_size", "steps_per_level", "how", "step_rule"}
         and isinstance(s.get("sigmas"), list)
         and len(s["sigmas"]) > 0
         and all(_is_positive(v) for v in s["sigmas"])
@@ -104,6 +104,7 @@ def parse_meta(meta: Any, path: Path) -> tuple[config.Config, schedule.Schedule]
         and _is_int(s.get("steps_per_level"))
         and s["steps_per_level"] > 0
         and isinstance(s.get("how", {}), dict)
+        and isinstance(s.get("step_rule", False), bool)
     ):
         raise bad("has a malformed schedule")
     for key in ("param_groups", "nonfinite"):
@@ -114,6 +115,7 @@ def parse_meta(meta: Any, path: Path) -> tuple[config.Config, schedule.Schedule]
         float(s["step_size"]),
         s["steps_per_level"],
         {str(k): str(v) for k, v in s.get("how", {}).items()},
+        s.get("step_rule", False),
     )
     return cfg, sched
 
