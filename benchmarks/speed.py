@@ -65,9 +65,22 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def bench(
-    name: str, precision: str, device: torch.device, steps: int, work: Path, smoke: bool
+    name: str,
+    variant: str,
+    device: torch.device,
+    steps: int,
+    work: Path,
+    smoke: bool,
+    batch: int | None = None,
 ) -> dict:
-    preset, side, channels, batch, extra = MODELS[name]
+    """One model in one variant: ``fp32`` or ``bf16``, with ``+cl`` (channels-last) and/or
+    ``+compile`` (torch.compile) appended, applied alike to our loops and the bare network."""
+    preset, side, channels, own_batch, extra = MODELS[name]
+    batch = batch or own_batch
+    precision, *flags = variant.split("+")
+    if precision not in ("fp32", "bf16") or set(flags) - {"cl", "compile"}:
+        raise SystemExit(f"--variants: {variant!r} is not fp32|bf16[+cl][+compile]")
+    channels_last, compile_ = "cl" in flags, "compile" in flags
     rng = np.random.default_rng(0)
     data = work / f"{name}.npz"
     np.savez(data, images=rng.integers(0, 256, (512, side, side, channels), dtype=np.uint8))
@@ -77,12 +90,14 @@ def bench(
         "data.subset=null",
         f"train.batch_size={batch}",
         f"train.precision={precision}",
+        f"train.channels_last={channels_last}",
+        f"train.compile={compile_}",
         f"train.device={device}",
         "train.preview_every=0",
         f"train.checkpoint_every={10 * steps}",
         f"train.log_every={max(1, steps // 6)}",
         f"train.steps={steps}",
-        f"run_dir={work / f'{name}-{precision}'}",
+        f"run_dir={work / f'{name}-{variant}'}",
         "train.warmup=0",
         "schedule.sigma_max=10.0",
         "schedule.num_levels=10",
@@ -94,18 +109,21 @@ def bench(
     cfg = config.load(PRESETS / f"{preset}.yaml", overrides)
     sigmas = torch.logspace(1, -2, 10)  # the ladder the overrides give: 10 → 0.01, L = 10
     model = build_model(cfg.model, (channels, side, side), sigmas.tolist()).to(device)
-    x = torch.rand(batch, channels, side, side, device=device)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
+    net = torch.compile(model.net) if compile_ else model.net
+    x = torch.rand(batch, channels, side, side, device=device).to(memory_format=layout)
     sigma = sigmas.to(device)[torch.randint(10, (batch,))]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def bare_step():
         with autocast:
-            out = model.net(x, sigma)
+            out = net(x, sigma)
         out.float().square().mean().backward()
 
     def bare_forward():
         with torch.inference_mode(), autocast:
-            model.net(x, sigma)
+            net(x, sigma)
 
     reps = 3 if smoke else 8
     bare_step()
@@ -139,7 +157,10 @@ def bench(
     smp = _median_time(sample, max(2, reps // 2), device) / sampler_steps
     return {
         "model": name,
+        "variant": variant,
         "precision": precision,
+        "channels_last": channels_last,
+        "compile": compile_,
         "parameters": count_parameters(model),
         "batch": batch,
         "train_steps_per_s": 1.0 / ours_step,
@@ -160,29 +181,38 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="auto")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset")
     p.add_argument("--steps", type=int, default=60, help="training steps per measurement")
+    p.add_argument(
+        "--variants",
+        default="fp32,bf16",
+        help="comma-separated: fp32 or bf16, each optionally +cl (channels-last) and/or "
+        "+compile (torch.compile), e.g. fp32,bf16,bf16+cl,bf16+compile",
+    )
+    p.add_argument("--batch", type=int, help="batch size for every model (default: each its own)")
+    p.add_argument("--name", default="speed", help="output file stem (default speed: speed.json)")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     names = ["unet-digits"] if args.smoke else args.models.split(",")
     steps = 12 if args.smoke else args.steps
     rows = []
-    with tempfile.TemporaryDirectory() as work:
-        for name in names:
-            for precision in ("fp32", "bf16"):
-                rows.append(bench(name, precision, device, steps, Path(work), args.smoke))
-                print(json.dumps(rows[-1]), flush=True)
     result = {
         "command": "python benchmarks/speed.py "
         + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
         "device": str(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "rows": rows,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / ("speed_smoke.json" if args.smoke else "speed.json")).write_text(
-        json.dumps(result, indent=1)
-    )
+    path = out / (f"{args.name}_smoke.json" if args.smoke else f"{args.name}.json")
+    with tempfile.TemporaryDirectory() as work:
+        for name in names:
+            for variant in args.variants.split(","):
+                rows.append(bench(name, variant, device, steps, Path(work), args.smoke, args.batch))
+                print(json.dumps(rows[-1]), flush=True)
+                path.write_text(json.dumps(result, indent=1))  # after every row: a time limit
+                # that stops the run keeps the rows already measured
     return result
 
 

@@ -126,6 +126,35 @@ def test_ald_step_follows_the_ncsnv2_rule_for_another_t_only_when_the_run_used_i
     assert _ald_eps(ruled, 50, 1e-4) == 1e-4
 
 
+def test_ald_on_a_coarser_ladder_uses_its_levels_and_the_rule_for_its_gamma(run, capsys):
+    import torch
+
+    from ncsn import schedule
+    from ncsn.sampling_cli import run_sampler
+    from ncsn.train import load_run
+
+    model, sched, _, _ = load_run(run, log=lambda m: None)
+    seen = []
+    x, nfe, text = run_sampler(
+        "ald",
+        model,
+        (3, 1, 8, 8),
+        sched,
+        generator=torch.Generator().manual_seed(0),
+        steps=2,
+        levels=7,
+        callback=lambda s: seen.append(s["sigma"]),
+    )
+    sigmas = schedule.geometric_sigmas(sched.sigma_max, sched.sigma_min, 7).tolist()
+    gamma = (sched.sigma_max / sched.sigma_min) ** (1 / 6)
+    assert nfe == 7 * 2 + 1 and text.startswith("ald (L = 7, T = 2")
+    assert f"ε = {schedule.step_size_for(gamma, sched.sigma_min, 2):.4g}" in text
+    assert sorted(set(round(s, 6) for s in seen[:-1]), reverse=True) == [
+        round(s, 6) for s in sigmas
+    ]
+    assert main(["sample", str(run), "--levels", "0", "--n", "2"]) == 2
+
+
 def schedule_cfg(**kw):
     from ncsn.config import ScheduleConfig
 

@@ -177,7 +177,51 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("run_dir", help="run directory written by `ncsn train`")
     q.add_argument("--json", action="store_true", help="also print the checkpoint metadata")
     q.set_defaults(func=cmd_info)
+
+    q = sub.add_parser(
+        "bands",
+        help="split the noise ladder into expert bands of equal loss",
+        description="Measure a trained run's DSM loss at every level (EMA weights, --examples "
+        "training examples, the same noise at every level) and print the band starts that "
+        "give each of --experts networks an equal share of it, as a model.expert_bands "
+        "setting for a new run with model.experts = K.",
+    )
+    q.add_argument("run_dir", help="run directory written by `ncsn train`")
+    q.add_argument("--experts", type=int, required=True, help="number of bands K")
+    q.add_argument("--examples", type=int, default=512, help="training examples (default 512)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda, … (default auto)")
+    q.set_defaults(func=cmd_bands)
     return p
+
+
+def cmd_bands(args) -> None:
+    from ncsn.data import load_dataset
+    from ncsn.nets.experts import per_level_loss, split_by_loss
+    from ncsn.train import load_run
+
+    if args.experts < 2:
+        raise NCSNError(f"--experts {args.experts}: expected 2 or more")
+    if args.examples < 1:
+        raise NCSNError(f"--examples {args.examples}: expected a positive number")
+    from ncsn.devices import resolve_device
+
+    model, sched, cfg, _ = load_run(args.run_dir, device=resolve_device(args.device))
+    data = load_dataset(cfg.data, seed=cfg.train.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    index = torch.randperm(len(data), generator=gen)[: args.examples]
+    x = data.batch(index, generator=gen, dequantize=cfg.data.dequantize, hflip=False)
+    x = x.to(next(model.parameters()).device)
+    with torch.inference_mode():
+        losses = per_level_loss(model, x, sched.sigmas, generator=gen, power=cfg.train.loss_power)
+    starts = split_by_loss(losses, args.experts)
+    total = sum(losses)
+    for i, (sigma, loss) in enumerate(zip(sched.sigmas, losses, strict=True)):
+        band = sum(i >= s for s in starts) - 1
+        print(
+            f"level {i:3d}  σ = {sigma:<10.4g} loss {loss:10.4g} ({loss / total:6.1%}) band {band}"
+        )
+    print(f"model.expert_bands={starts}")
 
 
 def main(argv: list[str] | None = None) -> int:

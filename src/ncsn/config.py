@@ -71,6 +71,8 @@ class ModelConfig:
     input_scaling: bool = True  # feed x / sqrt(σ² + σ_data²) to the network
     conditional: bool = True  # false: the network is not told σ (NCSNv2 with score_sigma)
     sigma_data: float = 0.5
+    experts: int = 1  # > 1: that many networks, each owning a band of the ladder (nets/experts.py)
+    expert_bands: list[int] | Literal["equal"] = "equal"  # first level index of each band
 
 
 @dataclass
@@ -90,6 +92,7 @@ class TrainConfig:
     warmup: int = 0  # linear learning-rate warm-up steps
     grad_clip: float = 1.0  # max global gradient norm; 0 disables
     ema: float = 0.999
+    ema_warmup: bool = False  # decay min(ema, (1 + step)/(10 + step)) early on (TF's EMA rule)
     checkpoint_every: int = 1000
     keep_last: int = 3  # checkpoints kept in run_dir/checkpoints
     preview_every: int = 1000  # sample grid of the EMA model; 0 disables
@@ -101,6 +104,12 @@ class TrainConfig:
     deterministic: bool = False
     nonfinite_patience: int = 5  # consecutive non-finite steps before rolling back
     nonfinite_lr_factor: float = 0.5  # learning rate × this at each rollback
+    band: int | None = None  # with model.experts: train only this expert, on its band's levels
+    fp_weight: float = 0.0  # Fokker–Planck consistency regulariser weight (fokker_planck.py)
+    fp_examples: int = 16  # examples of each batch the regulariser is estimated on
+    fp_probes: int = 1  # Hutchinson probe vectors per example
+    channels_last: bool = False  # torch.channels_last memory format for image networks
+    compile: bool = False  # torch.compile the network for training
 
 
 @dataclass
@@ -322,6 +331,9 @@ def validate(cfg: Config, source: str = "config") -> None:
         ("model.hidden", m.hidden),
         ("model.layers", m.layers),
         ("model.embedding_dim", m.embedding_dim),
+        ("model.experts", m.experts),
+        ("train.fp_examples", t.fp_examples),
+        ("train.fp_probes", t.fp_probes),
         ("data.toy_n", d.toy_n),
         ("sample.n", smp.n),
         ("sample.batch_size", smp.batch_size),
@@ -342,6 +354,12 @@ def validate(cfg: Config, source: str = "config") -> None:
         fail("train.beta1/beta2", (t.beta1, t.beta2), "numbers in [0, 1)")
     if t.weight_decay < 0:
         fail("train.weight_decay", t.weight_decay, "zero or a positive number")
+    if t.fp_weight < 0:
+        fail("train.fp_weight", t.fp_weight, "zero (off) or a positive number")
+    if t.band is not None and not 0 <= t.band < m.experts:
+        fail("train.band", t.band, f"an expert index in [0, model.experts = {m.experts})")
+    if m.expert_bands != "equal" and len(m.expert_bands) != m.experts:
+        fail("model.expert_bands", m.expert_bands, f"'equal' or {m.experts} level indices")
     if not 0 < t.nonfinite_lr_factor < 1:
         fail(
             "train.nonfinite_lr_factor", t.nonfinite_lr_factor, "a number strictly between 0 and 1"

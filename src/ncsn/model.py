@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ncsn.errors import NCSNError
+from ncsn.nets.experts import ExpertNet, band_starts
 from ncsn.nets.mlp import MLP
 from ncsn.nets.refinenet import RefineNet
 from ncsn.nets.unet import UNet
@@ -73,8 +74,26 @@ def build_model(cfg, data_shape: tuple[int, ...], sigmas=None) -> ScoreModel:
     """The ScoreModel a ModelConfig describes, for examples of shape (C, H, W) or (D,).
 
     ``sigmas`` is the training ladder; ``model.net = 'refinenet'`` needs it (it is conditioned on
-    the level index and only serves that ladder), the other networks ignore it.
+    the level index and only serves that ladder), and so do ``model.experts`` > 1 (the bands are
+    level ranges); the other networks ignore it.
     """
+    if cfg.experts > 1:
+        if sigmas is None:
+            raise NCSNError("model.experts > 1: build_model needs the training ladder (sigmas)")
+        starts = band_starts(cfg.expert_bands, cfg.experts, len(sigmas))
+        net = ExpertNet([_network(cfg, data_shape, sigmas) for _ in starts], sigmas, starts)
+    else:
+        net = _network(cfg, data_shape, sigmas)
+    return ScoreModel(
+        net,
+        cfg.parameterization,
+        input_scaling=cfg.input_scaling,
+        sigma_data=cfg.sigma_data,
+        conditional=cfg.conditional,
+    )
+
+
+def _network(cfg, data_shape: tuple[int, ...], sigmas) -> nn.Module:
     if cfg.net == "mlp":
         if len(data_shape) != 1:
             raise NCSNError(
@@ -114,13 +133,7 @@ def build_model(cfg, data_shape: tuple[int, ...], sigmas=None) -> ScoreModel:
         net = RefineNet(data_shape[0], sigmas, cfg.ngf)
     else:
         raise NCSNError(f"model.net = {cfg.net!r}: expected 'unet', 'refinenet' or 'mlp'")
-    return ScoreModel(
-        net,
-        cfg.parameterization,
-        input_scaling=cfg.input_scaling,
-        sigma_data=cfg.sigma_data,
-        conditional=cfg.conditional,
-    )
+    return net
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -62,8 +62,14 @@ def run_sampler(
     snr: float = 0.16,
     rho: float = 7.0,
     churn: tuple[float, float, float, float] = (40.0, 0.05, 50.0, 1.003),
+    levels: int | None = None,
 ) -> tuple[torch.Tensor, int, str]:
-    """Run sampler ``name`` on a trained model; returns (samples, NFE per sample, description)."""
+    """Run sampler ``name`` on a trained model; returns (samples, NFE per sample, description).
+
+    ``levels`` (ald only): sample on a geometric ladder of that many levels between the run's σ₁
+    and σ_L instead of the training ladder, with ε by the NCSNv2 rule for its γ and T (networks
+    conditioned on σ, not on the level index, only).
+    """
     from ncsn.samplers.langevin import annealed_langevin
     from ncsn.samplers.ode import heun_sampler, karras_sigmas
     from ncsn.samplers.pc import pc_sampler
@@ -77,11 +83,16 @@ def run_sampler(
 
     if name == "ald":
         steps = steps or sched.steps_per_level
+        sigmas = sched.sigmas
+        if levels and levels != sched.num_levels:  # a coarser (or finer) ladder, same ends
+            sigmas = schedule.geometric_sigmas(sched.sigma_max, sched.sigma_min, levels).tolist()
+            gamma = (sched.sigma_max / sched.sigma_min) ** (1 / max(levels - 1, 1))
+            eps = eps if eps is not None else schedule.step_size_for(gamma, sched.sigma_min, steps)
         eps = _ald_eps(sched, steps, eps)
         x = annealed_langevin(
             model,
             shape,
-            sched.sigmas,
+            sigmas,
             generator=generator,
             callback=count,
             eps=eps,
@@ -89,7 +100,7 @@ def run_sampler(
             init=init,
             denoise_final=denoise_final,
         )
-        text = f"ald (L = {sched.num_levels}, T = {steps}, ε = {eps:.4g})"
+        text = f"ald (L = {len(sigmas)}, T = {steps}, ε = {eps:.4g})"
     elif name == "pc":
         steps = steps or sched.num_levels
         sigmas = schedule.geometric_sigmas(sched.sigma_max, sched.sigma_min, steps).tolist()
@@ -139,6 +150,7 @@ def cmd_sample(args) -> None:
     for name, value in [
         ("--n", n),
         ("--steps", args.steps),
+        ("--levels", args.levels),
         ("--batch-size", batch),
         ("--eps", args.eps),
         ("--snr", args.snr),
@@ -176,6 +188,7 @@ def cmd_sample(args) -> None:
             snr=args.snr,
             rho=args.rho,
             churn=(args.s_churn, args.s_min, args.s_max, args.s_noise),
+            levels=args.levels,
         )
         chunks.append(x.float().cpu())
     elapsed = time.perf_counter() - start
@@ -328,6 +341,12 @@ def add_parsers(sub) -> None:
         "NCSNv2 rule for it); pc/ode/churn: number of noise levels N",
     )
     q.add_argument("--eps", type=float, help="ald step size ε, official convention")
+    q.add_argument(
+        "--levels",
+        type=int,
+        help="ald: sample on a geometric ladder of this many levels between the run's σ₁ and "
+        "σ_L (ε by the NCSNv2 rule for its γ and T) instead of the training ladder",
+    )
     q.add_argument("--init", choices=["uniform", "gaussian"], help="ald starting noise")
     q.add_argument("--no-denoise", action="store_true", help="skip the final denoising step")
     q.add_argument("--correctors", type=int, default=1, help="pc: corrector steps M (default 1)")

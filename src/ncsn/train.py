@@ -25,6 +25,7 @@ from ncsn import (
     checkpoint,
     config,
     distributed,
+    fokker_planck,
     nonfinite,
     runlock,
     schedule,
@@ -36,6 +37,7 @@ from ncsn.data.dataset import Dataset
 from ncsn.devices import resolve_device
 from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel, build_model, count_parameters
+from ncsn.nets import experts
 from ncsn.objectives import dsm_loss, ssm_loss
 from ncsn.samplers.langevin import annealed_langevin
 from ncsn.viz import save_grid, save_scatter
@@ -173,10 +175,32 @@ def _train(
     metrics_file = open_metrics(step)
     writer = train_log.tensorboard(run_dir / "tb") if w.main else None
     # DDP averages the gradients over ranks; the objectives call net(x, σ), i.e. its forward.
-    net = torch.nn.parallel.DistributedDataParallel(model) if w.size > 1 else model
+    # (with experts, a batch or a band may leave an expert without examples: unused parameters)
+    net = (
+        torch.nn.parallel.DistributedDataParallel(
+            model, find_unused_parameters=cfg.model.experts > 1
+        )
+        if w.size > 1
+        else model
+    )
+    layout = torch.preserve_format
+    if t.channels_last and len(data.shape) == 3:
+        layout = torch.channels_last
+        model.to(memory_format=layout)
+    if t.compile:
+        net = torch.compile(net)
     micro = t.batch_size // (w.size * t.grad_accum)
 
     sigmas = sched.tensor(device)
+    if t.band is not None:  # one expert at a time: only its levels are drawn, so only it learns
+        starts = experts.band_starts(cfg.model.expert_bands, cfg.model.experts, len(sigmas))
+        sigmas = sigmas[experts.band_slices(starts, len(sigmas))[t.band]]
+        log(f"training expert {t.band} alone: levels σ = {sigmas[0]:.4g} … {sigmas[-1]:.4g}")
+    if t.fp_weight > 0 and (len(sigmas) < 2 or w.size > 1):
+        raise NCSNError(
+            f"train.fp_weight = {t.fp_weight}: the Fokker–Planck regulariser needs at least two "
+            f"noise levels (here {len(sigmas)}) and one process (here {w.size}); set it to 0"
+        )
     loss_fn = dsm_loss if t.objective == "dsm" else ssm_loss
     loss_kwargs = {"power": t.loss_power}
     if t.objective == "ssm":
@@ -261,18 +285,29 @@ def _train(
                 ):
                     part = loss_fn(
                         net,
-                        parts[k].to(device, non_blocking=True),
+                        parts[k].to(device, non_blocking=True, memory_format=layout),
                         sigmas,
                         generator=noise_gen,
                         shard=(w.rank * t.grad_accum + k, w.size * t.grad_accum),
                         **loss_kwargs,
                     )
+                    if t.fp_weight > 0:  # in fp32: it differentiates the network twice
+                        with torch.autocast(device.type, enabled=False):
+                            part = part + t.fp_weight * fokker_planck.regulariser(
+                                net,
+                                parts[k][: t.fp_examples].to(device).float(),
+                                sigmas,
+                                generator=noise_gen,
+                                probes=t.fp_probes,
+                            )
                     part = _fault(step, part, model, ema) / t.grad_accum
                     part.backward()
                 loss = loss + part.detach()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
             skip = guard.flag(loss, grad_norm)  # on the device: no host sync
             nonfinite.optimizer_step(opt, skip)
+            if t.ema_warmup:  # tf.train.ExponentialMovingAverage's num_updates rule
+                ema_rate.fill_(1.0 - min(t.ema, (1 + step) / (10 + step)))
             nonfinite.ema_update(ema_params, params, ema_rate, skip)
             step += 1
             bar.update(1)
