@@ -6,7 +6,7 @@ For each model (the digits U-Net, the MNIST U-Net, the paper's RefineNet) and pr
   size (median of timed repeats taken just before and just after, in the same process); the
   overhead is our step time over the bare one, minus 1;
 - sampling: network evaluations/s of `annealed_langevin` next to bare forwards under
-  `torch.inference_mode`, same batch;
+  `torch.inference_mode`, same batch, timed in alternation (medians of each);
 - peak memory: CUDA's max allocated, or the process's max RSS on the CPU (monotone over the run).
 
     python benchmarks/speed.py [--smoke] [--out benchmarks/results] [--device auto]
@@ -153,8 +153,12 @@ def bench(
             )
 
     bare_forward()
-    fwd = _median_time(bare_forward, reps, device)
-    smp = _median_time(sample, max(2, reps // 2), device) / sampler_steps
+    sample()
+    fwd_times, smp_times = [], []
+    for _ in range(reps):  # interleaved, so both see the same machine load
+        fwd_times.append(_median_time(bare_forward, 1, device))
+        smp_times.append(_median_time(sample, 1, device) / sampler_steps)
+    fwd, smp = statistics.median(fwd_times), statistics.median(smp_times)
     return {
         "model": name,
         "variant": variant,

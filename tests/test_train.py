@@ -75,6 +75,33 @@ def test_ema_weights_differ_from_raw_weights(tmp_path):
     )
 
 
+def test_ema_warmup_follows_the_num_updates_rule(tmp_path):
+    """One step with ema_warmup: decay min(0.999, 1/10) = 0.1, so EMA = 0.1·θ₀ + 0.9·θ₁."""
+    from ncsn.model import build_model
+
+    cfg = _cfg(tmp_path, "run", 1, ["train.ema_warmup=true", "model.dropout=0.0"])
+    train(cfg, progress=False, log=lambda *_: None)
+    ema, sched, _, meta = load_run(tmp_path / "run", ema=True)
+    raw, *_ = load_run(tmp_path / "run", ema=False)
+    torch.manual_seed(cfg.train.seed)  # the loop builds the model right after this
+    init = build_model(cfg.model, tuple(meta["data_shape"]), sched.sigmas)
+    for e, r, i in zip(ema.parameters(), raw.parameters(), init.parameters(), strict=True):
+        torch.testing.assert_close(e, 0.1 * i + 0.9 * r, rtol=0, atol=1e-6)
+    pairs = zip(raw.parameters(), init.parameters(), strict=True)
+    assert any(not torch.equal(r, i) for r, i in pairs)  # the step changed the weights
+
+
+def test_channels_last_trains_the_same_model(tmp_path):
+    plain = _cfg(tmp_path, "plain", 2, ["model.dropout=0.0"])
+    cl = _cfg(tmp_path, "cl", 2, ["model.dropout=0.0", "train.channels_last=true"])
+    for cfg in (plain, cl):
+        train(cfg, progress=False, log=lambda *_: None)
+    a, *_ = load_run(tmp_path / "plain", ema=False)
+    b, *_ = load_run(tmp_path / "cl", ema=False)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5)
+
+
 def test_resume_with_a_different_architecture_is_refused(tmp_path):
     train(_cfg(tmp_path, "run", 3), progress=False, log=lambda *_: None)
     with pytest.raises(NCSNError, match="model.channels"):

@@ -175,6 +175,10 @@ def _train(
     metrics_file = open_metrics(step)
     writer = train_log.tensorboard(run_dir / "tb") if w.main else None
     # DDP averages the gradients over ranks; the objectives call net(x, σ), i.e. its forward.
+    layout = torch.preserve_format
+    if t.channels_last and len(data.shape) == 3:
+        layout = torch.channels_last
+        model.to(memory_format=layout)
     # (with experts, a batch or a band may leave an expert without examples: unused parameters)
     net = (
         torch.nn.parallel.DistributedDataParallel(
@@ -183,10 +187,6 @@ def _train(
         if w.size > 1
         else model
     )
-    layout = torch.preserve_format
-    if t.channels_last and len(data.shape) == 3:
-        layout = torch.channels_last
-        model.to(memory_format=layout)
     if t.compile:
         net = torch.compile(net)
     micro = t.batch_size // (w.size * t.grad_accum)
@@ -294,7 +294,7 @@ def _train(
                     if t.fp_weight > 0:  # in fp32: it differentiates the network twice
                         with torch.autocast(device.type, enabled=False):
                             part = part + t.fp_weight * fokker_planck.regulariser(
-                                net,
+                                model,  # not the compiled net: compile has no double backward
                                 parts[k][: t.fp_examples].to(device).float(),
                                 sigmas,
                                 generator=noise_gen,
