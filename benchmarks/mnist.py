@@ -10,8 +10,14 @@ steps per level) and scored with :func:`ncsn.metrics.evaluate.evaluate` in the f
 domain classifier trained once (cached in the results folder). The last checkpoint is then
 scored at each T of ``--nfe-steps`` (``--n-along`` samples: metrics against NFE) and with
 ``--n`` samples at ``--eval-steps`` (the headline numbers). The data floor is the same scoring
-of as many real training digits. Everything goes to ``--out``: results.json (with the exact
-command), log.txt, plots and sample grids.
+of as many real training digits (a seeded random subset). Everything goes to ``--out``:
+results.json (with the exact command), log.txt, plots and sample grids.
+
+Stages, so that sampling can run where the compute is (docs/benchmarks.md has the commands):
+``--stage train`` only trains (checkpoints kept at each of the ``--evals`` points, steps and
+seconds in OUT/runs/NAME/train.json; ``--name`` and ``--set NAME:key=value`` make variants);
+benchmarks/sample_sets.py draws sample sets from (slim copies of) those runs on any device;
+``--stage score --sets FOLDER`` scores every set into OUT/sets.json, sets.md and fd_vs_nfe.png.
 
     python benchmarks/mnist.py --minutes 5             # two configurations, 5 min each
     python benchmarks/mnist.py --smoke                 # everything at tiny size, seconds

@@ -120,3 +120,18 @@ def test_regulariser_refuses_a_single_level(tmp_path):
     cfg = _run(tmp_path, "one", ["train.fp_weight=0.1", "schedule.num_levels=1"])
     with pytest.raises(NCSNError, match="fp_weight"):
         train(cfg, progress=False, log=lambda m: None)
+
+
+@pytest.mark.parametrize("sampler", ["ald", "pc", "ode", "churn"])
+def test_every_sampler_runs_on_a_regularised_model(tmp_path, sampler):
+    import numpy as np
+
+    from ncsn.cli import main
+
+    cfg = _run(tmp_path, "run", ["train.fp_weight=0.1", "train.fp_examples=4", "train.steps=2"])
+    train(cfg, progress=False, log=lambda m: None)
+    out = tmp_path / sampler
+    argv = ["sample", str(tmp_path / "run"), "--sampler", sampler, "--n", "3", "--steps", "2"]
+    assert main([*argv, "--out", str(out)]) == 0
+    images = np.load(out / "samples.npz")["images"]
+    assert images.shape == (3, 8, 8, 1)
