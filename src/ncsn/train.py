@@ -293,13 +293,14 @@ def _train(
                     )
                     if t.fp_weight > 0:  # in fp32: it differentiates the network twice
                         with torch.autocast(device.type, enabled=False):
-                            part = part + t.fp_weight * fokker_planck.regulariser(
+                            fp = fokker_planck.regulariser(
                                 model,  # not the compiled net: compile has no double backward
                                 parts[k][: t.fp_examples].to(device).float(),
                                 sigmas,
                                 generator=noise_gen,
                                 probes=t.fp_probes,
                             )
+                        part = part + t.fp_weight * fp
                     part = _fault(step, part, model, ema) / t.grad_accum
                     part.backward()
                 loss = loss + part.detach()
