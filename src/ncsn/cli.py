@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_bands(args) -> None:
     from ncsn.data import load_dataset
+    from ncsn.devices import resolve_device
     from ncsn.nets.experts import per_level_loss, split_by_loss
     from ncsn.train import load_run
 
@@ -204,8 +205,6 @@ def cmd_bands(args) -> None:
         raise NCSNError(f"--experts {args.experts}: expected 2 or more")
     if args.examples < 1:
         raise NCSNError(f"--examples {args.examples}: expected a positive number")
-    from ncsn.devices import resolve_device
-
     model, sched, cfg, _ = load_run(args.run_dir, device=resolve_device(args.device))
     data = load_dataset(cfg.data, seed=cfg.train.seed)
     gen = torch.Generator().manual_seed(args.seed)
