@@ -11,7 +11,7 @@ written with the jobs it finished), so a time-limited machine returns everything
     {"groups": [{"name": "ald", "run": "RUN_DIR", "sampler": "ald", "steps": [1, 2, 5],
                  "seeds": [0, 1, 2], "n": 1000, "options": {}}, ...]}
 
-``options`` go to :func:`ncsn.sampling_cli.run_sampler` (n_correctors, snr, rho, churn).
+``options`` go to :func:`ncsn.samplers.by_name.run_sampler` (n_correctors, snr, rho, churn).
 
 Each output ``NAME.npz`` holds ``images`` (uint8, jobs × n × H × W × C, in job order) and ``jobs``
 (JSON: sampler, steps, seed, NFE, seconds, description, checkpoint step) — the exact inputs of
@@ -35,7 +35,7 @@ import torch
 from ncsn import checkpoint
 from ncsn.checkpoint import atomic_write_bytes
 from ncsn.devices import resolve_device
-from ncsn.sampling_cli import run_sampler
+from ncsn.samplers.by_name import run_sampler
 from ncsn.train import load_run
 from ncsn.viz import to_uint8
 

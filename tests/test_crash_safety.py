@@ -30,6 +30,7 @@ import sys
 import time
 
 import pytest
+from tiny import TINY_TOY
 
 from ncsn import checkpoint, config, runlock
 from ncsn.errors import NCSNError
@@ -37,19 +38,7 @@ from ncsn.train import train
 
 QUIET = {"progress": False, "log": lambda *_: None}
 
-TOY = [
-    "data.name=toy",
-    "data.toy_n=256",
-    "model.net=mlp",
-    "model.hidden=16",
-    "model.layers=1",
-    "model.embedding_dim=8",
-    "schedule.sigma_max=10.0",
-    "schedule.num_levels=4",
-    "train.batch_size=16",
-    "train.preview_every=0",
-    "train.deterministic=true",
-]
+TOY = [*TINY_TOY, "train.deterministic=true"]
 
 ZYGOTE = r"""
 import json, os, pathlib, re, select, signal, sys, time, traceback

@@ -5,25 +5,13 @@ import math
 
 import pytest
 import torch
+from tiny import TINY_TOY
 
 from ncsn import checkpoint, config
 from ncsn.errors import NCSNError
 from ncsn.train import MAX_ROLLBACKS, train
 
-TOY = [
-    "data.name=toy",
-    "data.toy_n=256",
-    "model.net=mlp",
-    "model.hidden=16",
-    "model.layers=1",
-    "model.embedding_dim=8",
-    "schedule.sigma_max=10.0",
-    "schedule.num_levels=4",
-    "train.batch_size=16",
-    "train.preview_every=0",
-    "train.log_every=1",
-    "train.lr=0.001",
-]
+TOY = [*TINY_TOY, "train.log_every=1", "train.lr=0.001"]
 
 
 def _cfg(tmp_path, name, steps, extra=()):

@@ -116,21 +116,21 @@ def test_bad_image_is_a_clear_error(run, tmp_path, capsys):
 
 def test_ald_step_follows_the_ncsnv2_rule_for_another_t_only_when_the_run_used_it():
     from ncsn import schedule
-    from ncsn.sampling_cli import _ald_eps
+    from ncsn.samplers.by_name import ald_eps
 
     ruled = schedule.resolve(schedule_cfg(step_size="auto"), None)
     fixed = schedule.resolve(schedule_cfg(step_size=2e-5), None)
-    assert _ald_eps(ruled, 5, None) == ruled.step_size
-    assert _ald_eps(ruled, 50, None) == schedule.step_size_for(ruled.gamma, ruled.sigma_min, 50)
-    assert _ald_eps(fixed, 50, None) == 2e-5
-    assert _ald_eps(ruled, 50, 1e-4) == 1e-4
+    assert ald_eps(ruled, 5, None) == ruled.step_size
+    assert ald_eps(ruled, 50, None) == schedule.step_size_for(ruled.gamma, ruled.sigma_min, 50)
+    assert ald_eps(fixed, 50, None) == 2e-5
+    assert ald_eps(ruled, 50, 1e-4) == 1e-4
 
 
 def test_ald_on_a_coarser_ladder_uses_its_levels_and_the_rule_for_its_gamma(run, capsys):
     import torch
 
     from ncsn import schedule
-    from ncsn.sampling_cli import run_sampler
+    from ncsn.samplers.by_name import run_sampler
     from ncsn.train import load_run
 
     model, sched, _, _ = load_run(run, log=lambda m: None)

@@ -1,8 +1,7 @@
 """`ncsn sample`, `ncsn inpaint`, `ncsn denoise`, `ncsn refine`: one trained run, many uses.
 
-``--steps`` means T (Langevin steps per level) for ``ald`` and the number of noise levels N for
-``pc``, ``ode`` and ``churn``. NFE per sample: ald L·T (+1 final denoising), pc (N−1)(1+M) (+1),
-ode/churn 2N − 1.
+The samplers themselves are run by name through :func:`ncsn.samplers.by_name.run_sampler`
+(what ``--steps`` means for each, and its NFE, is said there).
 """
 
 from __future__ import annotations
@@ -15,11 +14,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ncsn import schedule
 from ncsn.checkpoint import atomic_write_bytes
 from ncsn.errors import NCSNError
-
-SAMPLERS = ("ald", "pc", "ode", "churn")
+from ncsn.samplers.by_name import SAMPLERS, ald_eps, run_sampler
 
 
 def _positive(name: str, value) -> None:
@@ -34,110 +31,6 @@ def _load(args):
     device = resolve_device(args.device)
     model, sched, cfg, meta = load_run(args.run_dir, ema=not args.raw_weights, device=device)
     return model, sched, cfg, meta, device
-
-
-def _ald_eps(sched: schedule.Schedule, steps: int, eps: float | None) -> float:
-    """ε for T = ``steps``: the run's ε for its own T; the NCSNv2 rule (technique 4) for another T
-    when the run's ε came from that rule; else the run's ε."""
-    if eps is not None:
-        return eps
-    if steps == sched.steps_per_level or not sched.step_rule:
-        return sched.step_size
-    return schedule.step_size_for(sched.gamma, sched.sigma_min, steps)
-
-
-def run_sampler(
-    name: str,
-    model,
-    shape: tuple[int, ...],
-    sched: schedule.Schedule,
-    *,
-    generator: torch.Generator,
-    steps: int | None = None,
-    eps: float | None = None,
-    init: str = "uniform",
-    denoise_final: bool = True,
-    callback=None,
-    n_correctors: int = 1,
-    snr: float = 0.16,
-    rho: float = 7.0,
-    churn: tuple[float, float, float, float] = (40.0, 0.05, 50.0, 1.003),
-    levels: int | None = None,
-) -> tuple[torch.Tensor, int, str]:
-    """Run sampler ``name`` on a trained model; returns (samples, NFE per sample, description).
-
-    ``levels`` (ald only): sample on a geometric ladder of that many levels between the run's σ₁
-    and σ_L instead of the training ladder, with ε by the NCSNv2 rule for its γ and T (networks
-    conditioned on σ, not on the level index, only).
-    """
-    from ncsn.samplers.langevin import annealed_langevin
-    from ncsn.samplers.ode import heun_sampler, karras_sigmas
-    from ncsn.samplers.pc import pc_sampler
-
-    state = {"nfe": 0}
-
-    def count(s: dict) -> None:
-        state["nfe"] = s["nfe"]
-        if callback is not None:
-            callback(s)
-
-    if name == "ald":
-        steps = steps or sched.steps_per_level
-        sigmas = sched.sigmas
-        if levels and levels != sched.num_levels:  # a coarser (or finer) ladder, same ends
-            sigmas = schedule.geometric_sigmas(sched.sigma_max, sched.sigma_min, levels).tolist()
-            gamma = (sched.sigma_max / sched.sigma_min) ** (1 / max(levels - 1, 1))
-            eps = eps if eps is not None else schedule.step_size_for(gamma, sched.sigma_min, steps)
-        eps = _ald_eps(sched, steps, eps)
-        x = annealed_langevin(
-            model,
-            shape,
-            sigmas,
-            generator=generator,
-            callback=count,
-            eps=eps,
-            n_steps_each=steps,
-            init=init,
-            denoise_final=denoise_final,
-        )
-        text = f"ald (L = {len(sigmas)}, T = {steps}, ε = {eps:.4g})"
-    elif name == "pc":
-        steps = steps or sched.num_levels
-        sigmas = schedule.geometric_sigmas(sched.sigma_max, sched.sigma_min, steps).tolist()
-        x = pc_sampler(
-            model,
-            shape,
-            sigmas,
-            generator=generator,
-            callback=count,
-            n_correctors=n_correctors,
-            snr=snr,
-            denoise_final=denoise_final,
-        )
-        text = f"pc (N = {steps}, correctors {n_correctors}, snr {snr})"
-    elif name in ("ode", "churn"):
-        steps = steps or 18
-        sigmas = karras_sigmas(sched.sigma_max, sched.sigma_min, steps, rho)
-        s_churn, s_min, s_max, s_noise = churn if name == "churn" else (0.0, 0.0, 0.0, 1.0)
-        x = heun_sampler(
-            model,
-            shape,
-            sigmas,
-            generator=generator,
-            callback=count,
-            s_churn=s_churn,
-            s_min=s_min,
-            s_max=s_max,
-            s_noise=s_noise,
-        )
-        text = f"{name} (Heun, N = {steps}, ρ = {rho}" + (
-            f", S_churn {s_churn}, S_min {s_min}, S_max {s_max}, S_noise {s_noise})"
-            if name == "churn"
-            else ")"
-        )
-    else:
-        raise NCSNError(f"--sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
-    return x, state["nfe"], text
 
 
 def cmd_sample(args) -> None:
@@ -259,7 +152,7 @@ def cmd_inpaint(args) -> None:
         mask,
         sched.sigmas,
         generator=gen,
-        eps=_ald_eps(sched, steps, None),
+        eps=ald_eps(sched, steps, None),
         n_steps_each=steps,
     )
     save_grid(torch.cat([y * mask, x]), out / "inpainted.png", nrow=args.n + 1)
@@ -300,7 +193,7 @@ def cmd_refine(args) -> None:
         sched.sigmas,
         args.sigma,
         generator=gen,
-        eps=_ald_eps(sched, steps, None),
+        eps=ald_eps(sched, steps, None),
         n_steps_each=steps,
     )
     save_grid(torch.cat([y, x]), out / "refined.png", nrow=args.n + 1)

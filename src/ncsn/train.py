@@ -276,6 +276,7 @@ def _train(
             for k in range(t.grad_accum):
                 if noise_state is not None:  # every micro-step slices the same global draws
                     noise_gen.set_state(noise_state)
+                xk = parts[k].to(device, non_blocking=True, memory_format=layout)
                 sync = k == t.grad_accum - 1 or w.size == 1
                 with (
                     contextlib.nullcontext() if sync else net.no_sync(),
@@ -285,7 +286,7 @@ def _train(
                 ):
                     part = loss_fn(
                         net,
-                        parts[k].to(device, non_blocking=True, memory_format=layout),
+                        xk,
                         sigmas,
                         generator=noise_gen,
                         shard=(w.rank * t.grad_accum + k, w.size * t.grad_accum),
@@ -295,7 +296,7 @@ def _train(
                         with torch.autocast(device.type, enabled=False):
                             fp = fokker_planck.regulariser(
                                 model,  # not the compiled net: compile has no double backward
-                                parts[k][: t.fp_examples].to(device).float(),
+                                xk[: t.fp_examples],
                                 sigmas,
                                 generator=noise_gen,
                                 probes=t.fp_probes,

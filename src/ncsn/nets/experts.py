@@ -69,19 +69,19 @@ class ExpertNet(nn.Module):
         return (sigma.log().unsqueeze(-1) < edges).sum(-1)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Examples sorted by expert, one call per expert on its contiguous share, then put back
+        in order. One host sync per call (the shares' sizes), whatever K is."""
         which = self.expert_of(sigma)
-        if len(self.experts) == 1:
-            return self.experts[0](x, sigma)
-        out = None
-        for k, expert in enumerate(self.experts):
-            rows = (which == k).nonzero().squeeze(1)
-            if rows.numel() == 0:
-                continue
-            part = expert(x.index_select(0, rows), sigma.index_select(0, rows))
-            if out is None:
-                out = part.new_zeros((x.shape[0], *part.shape[1:]))
-            out = out.index_copy(0, rows, part)
-        return out
+        order = which.argsort(stable=True)
+        sizes = torch.bincount(which, minlength=len(self.experts)).tolist()
+        parts = [
+            expert(xs, ss)
+            for expert, xs, ss, n in zip(
+                self.experts, x[order].split(sizes), sigma[order].split(sizes), sizes, strict=True
+            )
+            if n
+        ]
+        return torch.cat(parts).index_select(0, order.argsort())
 
 
 def split_by_loss(losses, num_experts: int) -> list[int]:
