@@ -1,10 +1,12 @@
 """Training and sampling speed: our loops against the bare network, fp32 against bf16.
 
 For each model (the digits U-Net, the MNIST U-Net, the paper's RefineNet) and precision:
-- training: steps/s and images/s of `ncsn.train.train` itself (median over logged windows, the
-  first dropped as warm-up) next to the bare network's forward + backward on a batch of the same
-  size (median of timed repeats taken just before and just after, in the same process); the
-  overhead is our step time over the bare one, minus 1;
+- training: steps/s and images/s of `ncsn.train.train` itself next to the bare network's
+  forward + backward on a batch of the same size, in alternation in one process: bare repeats,
+  a block of ``--steps`` training steps (the run resumes from the block before), bare repeats, …
+  Each block's overhead is its median logged window (the first dropped as warm-up) over the mean
+  of the bare medians just before and after it, minus 1; the row reports the median over
+  ``--blocks`` blocks and their range, so slow drifts of the machine cancel;
 - sampling: network evaluations/s of `annealed_langevin` next to bare forwards under
   `torch.inference_mode`, same batch, timed in alternation (medians of each);
 - peak memory: CUDA's max allocated, or the process's max RSS on the CPU (monotone over the run).
@@ -72,6 +74,7 @@ def bench(
     work: Path,
     smoke: bool,
     batch: int | None = None,
+    blocks: int = 5,
 ) -> dict:
     """One model in one variant: ``fp32`` or ``bf16``, with ``+cl`` (channels-last) and/or
     ``+compile`` (torch.compile) appended, applied alike to our loops and the bare network."""
@@ -94,9 +97,8 @@ def bench(
         f"train.compile={compile_}",
         f"train.device={device}",
         "train.preview_every=0",
-        f"train.checkpoint_every={10 * steps}",
+        f"train.checkpoint_every={steps}",  # at each block's end, after its last log window
         f"train.log_every={max(1, steps // 6)}",
-        f"train.steps={steps}",
         f"run_dir={work / f'{name}-{variant}'}",
         "train.warmup=0",
         "schedule.sigma_max=10.0",
@@ -106,7 +108,7 @@ def bench(
     ]
     if smoke:
         overrides += ["model.channels=8", "model.groups=4", "model.ngf=8"]
-    cfg = config.load(PRESETS / f"{preset}.yaml", overrides)
+    cfg = config.load(PRESETS / f"{preset}.yaml", [*overrides, f"train.steps={steps}"])
     sigmas = torch.logspace(1, -2, 10)  # the ladder the overrides give: 10 → 0.01, L = 10
     model = build_model(cfg.model, (channels, side, side), sigmas.tolist()).to(device)
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -127,14 +129,26 @@ def bench(
 
     reps = 3 if smoke else 8
     bare_step()
-    before = [_median_time(bare_step, reps, device)]
-    train(cfg, progress=False, log=lambda *_: None)
-    after = [_median_time(bare_step, reps, device)]
-    with open(Path(cfg.run_dir) / "metrics.csv") as f:
-        rates = [float(r["steps_per_s"]) for r in csv.DictReader(f)][1:]
-    ours_step = 1.0 / statistics.median(rates)
-    bare = statistics.median(before + after)
+    bare_medians = [_median_time(bare_step, reps, device)]
+    windows, overheads, seen = [], [], 0
+    for block in range(1, blocks + 1):  # bare, block, bare, block, …, bare
+        cfg_block = config.load(
+            PRESETS / f"{preset}.yaml", [*overrides, f"train.steps={block * steps}"]
+        )
+        train(cfg_block, progress=False, log=lambda *_: None)
+        bare_medians.append(_median_time(bare_step, reps, device))
+        with open(Path(cfg.run_dir) / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+        block_windows = [1.0 / float(r["steps_per_s"]) for r in rows[seen:]][1:]
+        seen = len(rows)
+        windows += block_windows
+        bracket = (bare_medians[-2] + bare_medians[-1]) / 2
+        overheads.append(statistics.median(block_windows) / bracket - 1.0)
+    ours_step = statistics.median(windows)
+    bare = statistics.median(bare_medians)
 
+    if compile_:  # the sampler runs the compiled network too, as the bare forward does
+        model.net = net
     model.eval()
     sampler_steps = 3 if smoke else 10
     gen = torch.Generator(device).manual_seed(0)
@@ -170,7 +184,8 @@ def bench(
         "train_steps_per_s": 1.0 / ours_step,
         "train_images_per_s": batch / ours_step,
         "bare_fwd_bwd_per_s": 1.0 / bare,
-        "train_overhead": ours_step / bare - 1.0,
+        "train_overhead": statistics.median(overheads),
+        "train_overhead_blocks": [round(o, 4) for o in overheads],
         "sampler_nfe_per_s": 1.0 / smp,
         "bare_forward_per_s": 1.0 / fwd,
         "sampler_overhead": smp / fwd - 1.0,
@@ -184,7 +199,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--device", default="auto")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset")
-    p.add_argument("--steps", type=int, default=60, help="training steps per measurement")
+    p.add_argument("--steps", type=int, default=24, help="training steps per block")
+    p.add_argument(
+        "--blocks", type=int, default=5, help="training blocks, alternated with bare timings"
+    )
     p.add_argument(
         "--variants",
         default="fp32,bf16",
@@ -213,7 +231,18 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as work:
         for name in names:
             for variant in args.variants.split(","):
-                rows.append(bench(name, variant, device, steps, Path(work), args.smoke, args.batch))
+                rows.append(
+                    bench(
+                        name,
+                        variant,
+                        device,
+                        steps,
+                        Path(work),
+                        args.smoke,
+                        args.batch,
+                        2 if args.smoke else args.blocks,
+                    )
+                )
                 print(json.dumps(rows[-1]), flush=True)
                 path.write_text(json.dumps(result, indent=1))  # after every row: a time limit
                 # that stops the run keeps the rows already measured

@@ -91,13 +91,14 @@ def test_ema_warmup_follows_the_num_updates_rule(tmp_path):
     assert any(not torch.equal(r, i) for r, i in pairs)  # the step changed the weights
 
 
-def test_channels_last_trains_the_same_model(tmp_path):
+@pytest.mark.parametrize("switch", ["train.channels_last=true", "train.compile=true"])
+def test_speed_switch_trains_the_same_model(tmp_path, switch):
     plain = _cfg(tmp_path, "plain", 2, ["model.dropout=0.0"])
-    cl = _cfg(tmp_path, "cl", 2, ["model.dropout=0.0", "train.channels_last=true"])
-    for cfg in (plain, cl):
+    fast = _cfg(tmp_path, "fast", 2, ["model.dropout=0.0", switch])
+    for cfg in (plain, fast):
         train(cfg, progress=False, log=lambda *_: None)
     a, *_ = load_run(tmp_path / "plain", ema=False)
-    b, *_ = load_run(tmp_path / "cl", ema=False)
+    b, *_ = load_run(tmp_path / "fast", ema=False)
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import torch
 
 from ncsn.errors import NCSNError
@@ -29,3 +32,16 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise NCSNError(f"train.device = {name!r}: MPS is not available on this machine")
     return device
+
+
+def compile_module(module: torch.nn.Module, device: torch.device, setting: str):
+    """``torch.compile(module)``, first checking what the CPU backend needs: a C++ compiler
+    (``$CXX``, g++, clang++ or c++ on PATH); ``setting`` names the switch in the error."""
+    if device.type == "cpu":
+        names = [os.environ.get("CXX", ""), "g++", "clang++", "c++"]
+        if not any(shutil.which(name) for name in names if name):
+            raise NCSNError(
+                f"{setting}: torch.compile on the CPU needs a C++ compiler (g++ or clang++ on "
+                "PATH, or $CXX); none was found: install one or leave compile off"
+            )
+    return torch.compile(module)

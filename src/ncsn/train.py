@@ -34,7 +34,7 @@ from ncsn import (
 )
 from ncsn.data import load_dataset
 from ncsn.data.dataset import Dataset
-from ncsn.devices import resolve_device
+from ncsn.devices import compile_module, resolve_device
 from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel, build_model, count_parameters
 from ncsn.nets import experts
@@ -188,7 +188,7 @@ def _train(
         else model
     )
     if t.compile:
-        net = torch.compile(net)
+        net = compile_module(net, device, "train.compile = true")
     micro = t.batch_size // (w.size * t.grad_accum)
 
     sigmas = sched.tensor(device)

@@ -18,4 +18,8 @@ def test_smoke_mode_measures_training_and_sampling_against_the_bare_network(tmp_
         ):
             assert row[key] > 0
         assert row["train_overhead"] > -0.5 and row["sampler_overhead"] > -0.5
+        # two training blocks, each bracketed by bare timings; the row reports their median
+        assert len(row["train_overhead_blocks"]) == 2
+        assert min(row["train_overhead_blocks"]) <= row["train_overhead"]
+        assert row["train_overhead"] <= max(row["train_overhead_blocks"])
     assert (tmp_path / "speed_smoke.json").exists() and "speed.py" in result["command"]
