@@ -51,7 +51,7 @@ DATA = REPO.parent / "shared/data/mnist"
 VARIANTS = ("churn", "ancestral", "heun-lc", "langevin", "restart")
 
 
-def heun(D, x, sigmas, count):
+def heun(D, x, sigmas):
     """Heun's method for dx/dσ = (x − D(x, σ))/σ over descending ``sigmas`` (Karras Alg. 1)."""
     for s, t in zip(sigmas[:-1], sigmas[1:], strict=True):
         d = (x - D(x, s)) / s
@@ -91,7 +91,7 @@ def sample(variant: str, D, shape, a: argparse.Namespace, g: torch.Generator) ->
             x = x0 + (math.sqrt(t**2 - up**2) / s) * (x - x0) + up * noise(x)
     elif variant == "heun-lc":  # Heun predictor + Langevin corrector (snr rule, batch-mean norms)
         for s, t in zip(sig[:-1], sig[1:], strict=True):
-            x = heun(D, x, [s, t], None)
+            x = heun(D, x, [s, t])
             if t != 0:
                 score = (D(x, t) - x) / t**2
                 z = noise(x)
@@ -104,11 +104,11 @@ def sample(variant: str, D, shape, a: argparse.Namespace, g: torch.Generator) ->
                 x = x + a.c * (D(x, s) - x) + math.sqrt(2 * a.c) * s * noise(x)
         x = D(x, sig[-2])
     elif variant == "restart":  # Xu et al. 2023, Algorithm 1
-        x = heun(D, x, karras_sigmas(sig[0], a.t_min, a.steps, a.rho)[:-1], None)
+        x = heun(D, x, karras_sigmas(sig[0], a.t_min, a.steps, a.rho)[:-1])
         for _ in range(a.restarts):
             x = x + math.sqrt(a.t_max**2 - a.t_min**2) * noise(x)
-            x = heun(D, x, karras_sigmas(a.t_max, a.t_min, a.restart_steps, a.rho)[:-1], None)
-        x = heun(D, x, karras_sigmas(a.t_min, a.end, 3, a.rho), None)
+            x = heun(D, x, karras_sigmas(a.t_max, a.t_min, a.restart_steps, a.rho)[:-1])
+        x = heun(D, x, karras_sigmas(a.t_min, a.end, 3, a.rho))
     else:
         raise SystemExit(f"variant {variant!r}: expected one of {', '.join(VARIANTS)}")
     return x

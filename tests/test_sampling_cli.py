@@ -4,6 +4,7 @@ from PIL import Image
 from tiny import TINY_UNET, as_cli
 
 from ncsn.cli import main
+from ncsn.devices import cpp_compiler
 
 TINY = as_cli(
     [
@@ -161,6 +162,7 @@ def schedule_cfg(**kw):
     return ScheduleConfig(sigma_max=1.0, num_levels=10, steps_per_level=5, **kw)
 
 
+@pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on the CPU needs a C++ compiler")
 def test_compile_gives_the_same_samples_up_to_rounding(run, tmp_path, capsys):
     argv = ["sample", str(run), "--sampler", "ode", "--steps", "3", "--n", "4", "--out"]
     assert main([*argv, str(tmp_path / "eager")]) == 0

@@ -5,6 +5,7 @@ import torch
 from tiny import TINY_UNET
 
 from ncsn import checkpoint, config
+from ncsn.devices import cpp_compiler
 from ncsn.errors import NCSNError
 from ncsn.train import load_run, train
 
@@ -91,7 +92,16 @@ def test_ema_warmup_follows_the_num_updates_rule(tmp_path):
     assert any(not torch.equal(r, i) for r, i in pairs)  # the step changed the weights
 
 
-@pytest.mark.parametrize("switch", ["train.channels_last=true", "train.compile=true"])
+@pytest.mark.parametrize(
+    "switch",
+    [
+        "train.channels_last=true",
+        pytest.param(
+            "train.compile=true",
+            marks=pytest.mark.skipif(cpp_compiler() is None, reason="no C++ compiler"),
+        ),
+    ],
+)
 def test_speed_switch_trains_the_same_model(tmp_path, switch):
     plain = _cfg(tmp_path, "plain", 2, ["model.dropout=0.0"])
     fast = _cfg(tmp_path, "fast", 2, ["model.dropout=0.0", switch])

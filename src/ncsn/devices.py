@@ -34,12 +34,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cpp_compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend would find ($CXX, g++, clang++, c++) or None."""
+    names = [os.environ.get("CXX", ""), "g++", "clang++", "c++"]
+    return next((path for name in names if name and (path := shutil.which(name))), None)
+
+
 def compile_module(module: torch.nn.Module, device: torch.device, setting: str):
-    """``torch.compile(module)``, first checking what the CPU backend needs: a C++ compiler
-    (``$CXX``, g++, clang++ or c++ on PATH); ``setting`` names the switch in the error."""
+    """``torch.compile(module)``, first checking what the CPU backend needs: a C++ compiler;
+    ``setting`` names the switch in the error."""
     if device.type == "cpu":
-        names = [os.environ.get("CXX", ""), "g++", "clang++", "c++"]
-        if not any(shutil.which(name) for name in names if name):
+        if cpp_compiler() is None:
             raise NCSNError(
                 f"{setting}: torch.compile on the CPU needs a C++ compiler (g++ or clang++ on "
                 "PATH, or $CXX); none was found: install one or leave compile off"
