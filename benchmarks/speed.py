@@ -3,7 +3,8 @@
 For each model (the digits U-Net, the MNIST U-Net, the paper's RefineNet) and precision:
 - training: steps/s and images/s of `ncsn.train.train` itself next to the bare network's
   forward + backward on a batch of the same size, in alternation in one process: bare repeats,
-  a block of ``--steps`` training steps (the run resumes from the block before), bare repeats, …
+  a block of ``--steps`` training steps (the run resumes from the block before), bare repeats
+  with the weights the block reached (they change the kernels' speed), …
   Each block's overhead is its median logged window (the first dropped as warm-up) over the mean
   of the bare medians just before and after it, minus 1; the row reports the median over
   ``--blocks`` blocks and their range, so slow drifts of the machine cancel;
@@ -34,7 +35,7 @@ from ncsn import config
 from ncsn.devices import resolve_device
 from ncsn.model import build_model, count_parameters
 from ncsn.samplers.langevin import annealed_langevin
-from ncsn.train import train
+from ncsn.train import load_run, train
 
 MODELS = {  # name: (preset, image side, channels, batch, overrides)
     "unet-digits": ("digits", 8, 1, 128, []),
@@ -136,6 +137,10 @@ def bench(
             PRESETS / f"{preset}.yaml", [*overrides, f"train.steps={block * steps}"]
         )
         train(cfg_block, progress=False, log=lambda *_: None)
+        # the bare network gets the weights training reached: trained weights run slower
+        # kernels than fresh ones (RefineNet fp32 on this CPU: +20 % per step)
+        trained, *_ = load_run(cfg.run_dir, ema=False, device=device, log=lambda *_: None)
+        model.load_state_dict(trained.state_dict())
         bare_medians.append(_median_time(bare_step, reps, device))
         with open(Path(cfg.run_dir) / "metrics.csv") as f:
             rows = list(csv.DictReader(f))
