@@ -113,6 +113,17 @@ def test_speed_switch_trains_the_same_model(tmp_path, switch):
         torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5)
 
 
+def test_compile_without_a_cpp_compiler_is_refused_before_anything_is_written(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("CXX", raising=False)
+    cfg = _cfg(tmp_path, "run", 2, ["train.compile=true", "train.device=cpu"])
+    with pytest.raises(NCSNError, match="train.compile = true: .*C\\+\\+ compiler"):
+        train(cfg, progress=False, log=lambda *_: None)
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_with_a_different_architecture_is_refused(tmp_path):
     train(_cfg(tmp_path, "run", 3), progress=False, log=lambda *_: None)
     with pytest.raises(NCSNError, match="model.channels"):

@@ -40,13 +40,17 @@ def cpp_compiler() -> str | None:
     return next((path for name in names if name and (path := shutil.which(name))), None)
 
 
+def check_compile(device: torch.device, setting: str) -> None:
+    """Refuse ``setting`` (a compile switch) where torch.compile cannot work: on the CPU its
+    backend needs a C++ compiler."""
+    if device.type == "cpu" and cpp_compiler() is None:
+        raise NCSNError(
+            f"{setting}: torch.compile on the CPU needs a C++ compiler (g++ or clang++ on PATH, "
+            "or $CXX); none was found: install one or leave compile off"
+        )
+
+
 def compile_module(module: torch.nn.Module, device: torch.device, setting: str):
-    """``torch.compile(module)``, first checking what the CPU backend needs: a C++ compiler;
-    ``setting`` names the switch in the error."""
-    if device.type == "cpu":
-        if cpp_compiler() is None:
-            raise NCSNError(
-                f"{setting}: torch.compile on the CPU needs a C++ compiler (g++ or clang++ on "
-                "PATH, or $CXX); none was found: install one or leave compile off"
-            )
+    """``torch.compile(module)`` after :func:`check_compile`."""
+    check_compile(device, setting)
     return torch.compile(module)

@@ -34,7 +34,7 @@ from ncsn import (
 )
 from ncsn.data import load_dataset
 from ncsn.data.dataset import Dataset
-from ncsn.devices import compile_module, resolve_device
+from ncsn.devices import check_compile, compile_module, resolve_device
 from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel, build_model, count_parameters
 from ncsn.nets import experts
@@ -70,6 +70,8 @@ def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
     device = resolve_device(t.device)
     if device.type == "cuda" and w.size > 1:
         device = torch.device("cuda", w.local_rank)
+    if t.compile:  # before anything is written
+        check_compile(device, "train.compile = true")
     if t.deterministic:
         torch.use_deterministic_algorithms(True)
     data = load_dataset(cfg.data, seed=t.seed)
