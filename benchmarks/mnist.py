@@ -44,7 +44,8 @@ from ncsn.data.images import load_mnist
 from ncsn.evaluate_cmd import draw_samples
 from ncsn.metrics.classifier import load_classifier, save_classifier, train_classifier
 from ncsn.metrics.evaluate import classifier_extractor, evaluate
-from ncsn.train import load_run, train
+from ncsn.train import train
+from ncsn.train_state import load_run
 from ncsn.viz import save_grid
 
 REPO = Path(__file__).resolve().parents[1]

@@ -36,7 +36,7 @@ from ncsn import checkpoint
 from ncsn.checkpoint import atomic_write_bytes
 from ncsn.devices import resolve_device
 from ncsn.samplers.by_name import run_sampler
-from ncsn.train import load_run
+from ncsn.train_state import load_run
 from ncsn.viz import to_uint8
 
 

@@ -187,7 +187,7 @@ def split(paths: list[str]) -> dict:
 
 def screen(a: argparse.Namespace) -> dict:
     from ncsn.metrics.fid import feature_stats, frechet_distance
-    from ncsn.train import load_run
+    from ncsn.train_state import load_run
     from ncsn.viz import to_uint8
 
     model, sched, _, meta = load_run(a.run, log=lambda m: None)

@@ -35,7 +35,8 @@ from ncsn import config
 from ncsn.devices import resolve_device
 from ncsn.model import build_model, count_parameters
 from ncsn.samplers.langevin import annealed_langevin
-from ncsn.train import load_run, train
+from ncsn.train import train
+from ncsn.train_state import load_run
 
 MODELS = {  # name: (preset, image side, channels, batch, overrides)
     "unet-digits": ("digits", 8, 1, 128, []),

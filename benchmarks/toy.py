@@ -51,7 +51,8 @@ from ncsn.toy_experiment import (
     toy_config,
 )
 from ncsn.toy_plots import TARGET, save_json
-from ncsn.train import load_run, train
+from ncsn.train import train
+from ncsn.train_state import load_run
 
 PRESET = "mixture"
 SEED = 0

@@ -36,7 +36,8 @@ from ncsn.fokker_planck import residual
 from ncsn.model import count_parameters
 from ncsn.toy_experiment import relative_score_error, toy_config
 from ncsn.toy_plots import save_json
-from ncsn.train import load_run, train
+from ncsn.train import train
+from ncsn.train_state import load_run
 
 VARIANTS = {  # name: config overrides (attribute path → value)
     "one network": {},

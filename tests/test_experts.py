@@ -13,7 +13,8 @@ from ncsn import config
 from ncsn.errors import NCSNError
 from ncsn.model import build_model
 from ncsn.nets.experts import ExpertNet, band_slices, band_starts, per_level_loss, split_by_loss
-from ncsn.train import load_run, train
+from ncsn.train import train
+from ncsn.train_state import load_run
 
 SIGMAS = torch.logspace(0, -2, 9).tolist()  # 1 … 0.01, ratio 10^(1/4) between neighbours
 

@@ -10,7 +10,8 @@ from tiny import TINY_UNET
 from ncsn import config
 from ncsn.data.toy import GaussianMixture, OracleModel
 from ncsn.fokker_planck import regulariser, residual
-from ncsn.train import load_run, train
+from ncsn.train import train
+from ncsn.train_state import load_run
 
 
 def product_mixture() -> GaussianMixture:

@@ -132,7 +132,7 @@ def test_ald_on_a_coarser_ladder_uses_its_levels_and_the_rule_for_its_gamma(run,
 
     from ncsn import schedule
     from ncsn.samplers.by_name import run_sampler
-    from ncsn.train import load_run
+    from ncsn.train_state import load_run
 
     model, sched, _, _ = load_run(run, log=lambda m: None)
     seen = []

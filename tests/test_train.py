@@ -7,7 +7,8 @@ from tiny import TINY_UNET
 from ncsn import checkpoint, config
 from ncsn.devices import cpp_compiler
 from ncsn.errors import NCSNError
-from ncsn.train import load_run, train
+from ncsn.train import train
+from ncsn.train_state import load_run
 
 TINY_IMAGES = [
     *TINY_UNET,

@@ -199,7 +199,7 @@ def cmd_bands(args) -> None:
     from ncsn.data import load_dataset
     from ncsn.devices import resolve_device
     from ncsn.nets.experts import per_level_loss, split_by_loss
-    from ncsn.train import load_run
+    from ncsn.train_state import load_run
 
     if args.experts < 2:
         raise NCSNError(f"--experts {args.experts}: expected 2 or more")

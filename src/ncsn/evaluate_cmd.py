@@ -85,7 +85,12 @@ def add_parser(sub) -> None:
     q.add_argument("--n", type=int, default=1000, help="samples to draw from a run (1000)")
     q.add_argument("--seed", type=int, help="sampling seed (default: sample.seed of the run)")
     q.add_argument("--steps", type=int, help="Langevin steps per level T (default: the run's)")
-    q.add_argument("--eps", type=float, help="step size ε, official convention (the run's)")
+    q.add_argument(
+        "--eps",
+        type=float,
+        help="step size ε, official convention (default: the run's for its own T, the NCSNv2 "
+        "rule's for another T, as in ncsn sample)",
+    )
     q.add_argument("--batch-size", type=int, help="samples per batch (default: the run's)")
     q.add_argument("--device", default="auto", help="auto, cpu, cuda, … (default auto)")
     q.add_argument("--out", metavar="RESULTS.json", help="write the results here (else stdout)")
@@ -126,13 +131,15 @@ def draw_samples(
     """``n`` images from annealed Langevin dynamics (Song & Ermon 2019, Alg. 1) on the run's
     ladder, quantized to 8 bits as ``samples.npz`` stores them; and how they were drawn.
 
-    ``steps`` (T) and ``eps`` (ε, official convention) default to the schedule's.
+    ``steps`` (T) defaults to the schedule's; ``eps`` (ε, official convention) to the run's for
+    its own T and, as ``ncsn sample`` does, the NCSNv2 rule's for another T (``ald_eps``).
     """
+    from ncsn.samplers.by_name import ald_eps
     from ncsn.samplers.langevin import annealed_langevin
     from ncsn.viz import to_uint8
 
     steps = sched.steps_per_level if steps is None else steps
-    eps = sched.step_size if eps is None else eps
+    eps = ald_eps(sched, steps, eps)
     device = next(model.parameters()).device
     gen = torch.Generator(device).manual_seed(seed)
     start = time.perf_counter()
@@ -210,7 +217,7 @@ def cmd_evaluate(args) -> None:
 
         run_cfg = config.load(source / "config.yaml")
     elif is_run:
-        from ncsn.train import load_run
+        from ncsn.train_state import load_run
 
         model, sched, run_cfg, meta = load_run(source, device=device, log=_stderr)
         s = run_cfg.sample

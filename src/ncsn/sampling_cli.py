@@ -26,7 +26,7 @@ def _positive(name: str, value) -> None:
 
 def _load(args):
     from ncsn.devices import resolve_device
-    from ncsn.train import load_run
+    from ncsn.train_state import load_run
 
     device = resolve_device(args.device)
     model, sched, cfg, meta = load_run(args.run_dir, ema=not args.raw_weights, device=device)

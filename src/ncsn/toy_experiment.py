@@ -188,7 +188,8 @@ def run_toy(
     error per σ, the exact field, the weights) are skipped, with a message, for sample-only presets.
     """
     from ncsn import toy_plots
-    from ncsn.train import load_run, train
+    from ncsn.train import train
+    from ncsn.train_state import load_run
 
     if particles < 1:
         raise NCSNError(f"--particles {particles}: expected a positive integer")

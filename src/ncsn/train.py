@@ -34,7 +34,7 @@ from ncsn import (
 )
 from ncsn.data import load_dataset
 from ncsn.data.dataset import Dataset
-from ncsn.devices import check_compile, compile_module, resolve_device
+from ncsn.devices import check_compile, resolve_device
 from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel, build_model, count_parameters
 from ncsn.nets import experts
@@ -190,7 +190,7 @@ def _train(
         else model
     )
     if t.compile:
-        net = compile_module(net, device, "train.compile = true")
+        net = torch.compile(net)  # the C++ compiler was checked in train()
     micro = t.batch_size // (w.size * t.grad_accum)
 
     sigmas = sched.tensor(device)
@@ -400,31 +400,3 @@ def _resume_point(cfg: config.Config, data: Dataset, ckpt_dir: Path, log, set_as
 
 def _needs_data(cfg: config.Config) -> bool:
     return cfg.schedule.sigma_max == "auto" or cfg.schedule.num_levels == "auto"
-
-
-def load_run(
-    run_dir: str | Path, *, ema: bool = True, device: str | torch.device = "cpu", log=print
-):
-    """Model (EMA weights by default), schedule, config and metadata of the latest checkpoint."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise NCSNError(f"{run_dir}: run directory not found")
-    skipped: list[str] = []
-    found = checkpoint.latest(
-        run_dir / "checkpoints", warn=skipped.append, check=train_state.check_meta
-    )
-    if found is None:
-        raise NCSNError(
-            f"{run_dir}: no usable checkpoint in {run_dir / 'checkpoints'}"
-            + "".join(f"\n  {w}" for w in skipped)
-        )
-    for w in skipped:
-        log(w)
-    tensors, meta, path = found
-    cfg, sched = train_state.parse_meta(meta, path)
-    shape = tuple(meta["data_shape"])
-    model = train_state.model_for(
-        cfg, shape, sched.sigmas, tensors, "ema." if ema else "model.", path
-    )
-    model.to(device).eval()
-    return model, sched, cfg, meta | {"path": str(path)}

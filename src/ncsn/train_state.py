@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ncsn import config, schedule
+from ncsn import checkpoint, config, schedule
 from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel, build_model
 
@@ -187,3 +187,27 @@ def _is_int(v: Any) -> bool:
 
 def _is_positive(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def load_run(
+    run_dir: str | Path, *, ema: bool = True, device: str | torch.device = "cpu", log=print
+):
+    """Model (EMA weights by default), schedule, config and metadata of the latest checkpoint."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise NCSNError(f"{run_dir}: run directory not found")
+    skipped: list[str] = []
+    found = checkpoint.latest(run_dir / "checkpoints", warn=skipped.append, check=check_meta)
+    if found is None:
+        raise NCSNError(
+            f"{run_dir}: no usable checkpoint in {run_dir / 'checkpoints'}"
+            + "".join(f"\n  {w}" for w in skipped)
+        )
+    for w in skipped:
+        log(w)
+    tensors, meta, path = found
+    cfg, sched = parse_meta(meta, path)
+    shape = tuple(meta["data_shape"])
+    model = model_for(cfg, shape, sched.sigmas, tensors, "ema." if ema else "model.", path)
+    model.to(device).eval()
+    return model, sched, cfg, meta | {"path": str(path)}

@@ -96,7 +96,8 @@ def test_a_training_step_updates_the_weights():
 
 def test_train_and_load_run_keep_the_ladder(tmp_path):
     from ncsn.samplers.langevin import annealed_langevin
-    from ncsn.train import load_run, train
+    from ncsn.train import train
+    from ncsn.train_state import load_run
 
     cfg = config.from_dict(
         {
