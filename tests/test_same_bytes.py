@@ -1,0 +1,56 @@
+"""Same seed, same bytes: SHA-256 of a tiny run's final checkpoint tensors and of ``samples.npz``
+for every sampler, recorded before the package was reorganised (issue 13). A change that moves
+any of these bytes must say so (and why) in its commit and update the hash here."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+from tiny import TINY_UNET, as_cli
+
+from ncsn.cli import main
+
+TINY = as_cli(
+    [
+        *TINY_UNET,
+        "schedule.num_levels=4",
+        "schedule.steps_per_level=2",
+        "train.steps=3",
+        "train.batch_size=8",
+    ]
+)
+
+CHECKPOINT = "65069644c30c333f07ca8f2c5630cd170aa5fbdd7ad3976732fd96f854e5740d"
+SAMPLES = {
+    ("ald", 2): "27a83c194b21a167a5e933109a236ba1d07cc4db795b01a36cc3e4e4790af60f",
+    ("pc", 5): "2c4cfdc2dbf43a583fd390eaf4e52f005bb34f4e7461c862a83b36ab61d7c348",
+    ("ode", 6): "3688d05c4e87732b30c54e7888589894704565b03ecab98019e6fe65a0fd0b03",
+    ("churn", 6): "c0ad353931631d59156297c6b56b64038126c05eb4c27ad69f4d119c40d824c4",
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("golden") / "run"
+    assert main(["train", "--config", "digits", *TINY, "--run-dir", str(run), "--no-progress"]) == 0
+    return run
+
+
+def test_tiny_run_checkpoint_has_the_recorded_bytes(run):
+    (path,) = sorted((run / "checkpoints").glob("*.safetensors"))[-1:]
+    tensors = load_file(str(path))
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(tensors[key]).tobytes())
+    assert digest.hexdigest() == CHECKPOINT
+
+
+@pytest.mark.parametrize("sampler, steps", list(SAMPLES))
+def test_each_sampler_draws_the_recorded_bytes(run, tmp_path, sampler, steps):
+    out = tmp_path / sampler
+    argv = ["sample", str(run), "--sampler", sampler, "--steps", str(steps), "--n", "6"]
+    assert main([*argv, "--seed", "3", "--out", str(out)]) == 0
+    images = np.load(out / "samples.npz")["images"]
+    assert hashlib.sha256(images.tobytes()).hexdigest() == SAMPLES[sampler, steps]
