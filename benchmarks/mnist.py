@@ -39,14 +39,14 @@ from pathlib import Path
 import torch
 
 from ncsn import config, schedule
-from ncsn.checkpoint import atomic_write_bytes
 from ncsn.data.images import load_mnist
-from ncsn.evaluate_cmd import draw_samples
+from ncsn.files import atomic_write_bytes
 from ncsn.metrics.classifier import load_classifier, save_classifier, train_classifier
 from ncsn.metrics.evaluate import classifier_extractor, evaluate
-from ncsn.train import train
-from ncsn.train_state import load_run
-from ncsn.viz import save_grid
+from ncsn.samplers import run as samplers
+from ncsn.training.loop import train
+from ncsn.training.state import load_run
+from ncsn.viz import quantize, save_grid
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -314,17 +314,12 @@ class Benchmark:
         eps = sched.step_size
         if self.args.eps == "auto" and sched.num_levels > 1:
             eps = schedule.step_size_for(sched.gamma, sched.sigma_min, steps)
-        images, info = draw_samples(
-            model,
-            sched,
-            tuple(meta["data_shape"]),
-            n,
-            seed=self.args.seed,
-            steps=steps,
-            eps=eps,
-            init=cfg.sample.init,
-            denoise_final=cfg.sample.denoise_final,
-        )
+        opts = samplers.ALD(eps=eps, init=cfg.sample.init, denoise_final=cfg.sample.denoise_final)
+        images, info = samplers.draw(
+            model, sched, n, tuple(meta["data_shape"]), seed=self.args.seed, steps=steps,
+            opts=opts,
+        )  # fmt: skip
+        images = quantize(images)
         (self.out / "samples").mkdir(exist_ok=True)
         save_grid(images[:100], self.out / "samples" / f"{name}-step{meta['step']}-T{steps}.png")
         metrics = self.score(images)

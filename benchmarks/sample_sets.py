@@ -11,7 +11,9 @@ written with the jobs it finished), so a time-limited machine returns everything
     {"groups": [{"name": "ald", "run": "RUN_DIR", "sampler": "ald", "steps": [1, 2, 5],
                  "seeds": [0, 1, 2], "n": 1000, "options": {}}, ...]}
 
-``options`` go to :func:`ncsn.samplers.by_name.run_sampler` (n_correctors, snr, rho, churn).
+``options`` are fields of the sampler's options dataclass in :mod:`ncsn.samplers.run` (e.g.
+``levels``, ``correctors``, ``snr``, ``rho``, ``s_churn``); the older spellings ``n_correctors``
+and ``churn = [S_churn, S_min, S_max, S_noise]`` are still read.
 
 Each output ``NAME.npz`` holds ``images`` (uint8, jobs × n × H × W × C, in job order) and ``jobs``
 (JSON: sampler, steps, seed, NFE, seconds, description, checkpoint step) — the exact inputs of
@@ -33,20 +35,22 @@ import numpy as np
 import torch
 
 from ncsn import checkpoint
-from ncsn.checkpoint import atomic_write_bytes
 from ncsn.devices import resolve_device
-from ncsn.samplers.by_name import run_sampler
-from ncsn.train_state import load_run
+from ncsn.files import atomic_write_bytes
+from ncsn.samplers import run
+from ncsn.training.state import load_run
 from ncsn.viz import to_uint8
 
 
-def _options(group: dict) -> dict:
-    """The sampler options of a group (``run_sampler``'s keywords: n_correctors, snr, rho,
-    churn = [S_churn, S_min, S_max, S_noise])."""
-    options = dict(group.get("options", {}))
-    if "churn" in options:
-        options["churn"] = tuple(options["churn"])
-    return options
+def _options(group: dict, cfg):
+    """The sampler options of a group, with the run's ``sample.init`` and ``denoise_final``."""
+    given = dict(group.get("options", {}))
+    if "n_correctors" in given:
+        given["correctors"] = given.pop("n_correctors")
+    if "churn" in given:
+        given.update(zip(("s_churn", "s_min", "s_max", "s_noise"), given.pop("churn"), strict=True))
+    given = {"init": cfg.sample.init, "denoise_final": cfg.sample.denoise_final} | given
+    return run.options(group["sampler"], **given)
 
 
 def sample_group(group: dict, device: torch.device, deadline: float, log) -> dict:
@@ -59,22 +63,14 @@ def sample_group(group: dict, device: torch.device, deadline: float, log) -> dic
             if time.perf_counter() > deadline:
                 log(f"{group['name']}: deadline passed after {len(jobs)} jobs of the group")
                 return {"images": np.stack(images), "jobs": jobs, "complete": False}
-            gen = torch.Generator(device).manual_seed(seed)
             start = time.perf_counter()
             chunks = []
-            for i in range(0, group["n"], batch):
-                x, nfe, text = run_sampler(
-                    group["sampler"],
-                    model,
-                    (min(batch, group["n"] - i), *shape),
-                    sched,
-                    generator=gen,
-                    steps=steps,
-                    init=cfg.sample.init,
-                    denoise_final=cfg.sample.denoise_final,
-                    **_options(group),
-                )
-                chunks.append(to_uint8(x))
+            for batch_ in run.batches(
+                model, sched, group["n"], shape, seed=seed, batch_size=batch,
+                sampler=group["sampler"], steps=steps, opts=_options(group, cfg),
+            ):  # fmt: skip
+                chunks.append(to_uint8(batch_[0]))
+            _, nfe, text = batch_
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - start

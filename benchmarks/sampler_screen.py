@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ncsn.checkpoint import atomic_write_bytes
-from ncsn.samplers.ode import karras_sigmas
+from ncsn.files import atomic_write_bytes
+from ncsn.schedule import karras_sigmas
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "benchmarks/results/mnist/runs/_slim/default-3014"
@@ -187,7 +187,7 @@ def split(paths: list[str]) -> dict:
 
 def screen(a: argparse.Namespace) -> dict:
     from ncsn.metrics.fid import feature_stats, frechet_distance
-    from ncsn.train_state import load_run
+    from ncsn.training.state import load_run
     from ncsn.viz import to_uint8
 
     model, sched, _, meta = load_run(a.run, log=lambda m: None)

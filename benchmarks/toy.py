@@ -41,18 +41,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ncsn import schedule
-from ncsn.checkpoint import atomic_write_bytes
 from ncsn.data.toy import GaussianMixture, OracleModel, make_toy
-from ncsn.metrics.distances import energy_distance, noise_floor
-from ncsn.toy_experiment import (
+from ncsn.files import atomic_write_bytes
+from ncsn.lab.plots import TARGET, save_json
+from ncsn.lab.toy import (
     recovered_weights,
     relative_score_error,
     sample_particles,
     toy_config,
 )
-from ncsn.toy_plots import TARGET, save_json
-from ncsn.train import train
-from ncsn.train_state import load_run
+from ncsn.metrics.distances import energy_distance, noise_floor
+from ncsn.training.loop import train
+from ncsn.training.state import load_run
 
 PRESET = "mixture"
 SEED = 0

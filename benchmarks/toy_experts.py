@@ -33,11 +33,11 @@ import torch
 
 from ncsn.data.toy import make_toy
 from ncsn.fokker_planck import residual
+from ncsn.lab.plots import save_json
+from ncsn.lab.toy import relative_score_error, toy_config
 from ncsn.model import count_parameters
-from ncsn.toy_experiment import relative_score_error, toy_config
-from ncsn.toy_plots import save_json
-from ncsn.train import train
-from ncsn.train_state import load_run
+from ncsn.training.loop import train
+from ncsn.training.state import load_run
 
 VARIANTS = {  # name: config overrides (attribute path → value)
     "one network": {},

@@ -24,7 +24,7 @@ from PIL import Image
 
 from ncsn import checkpoint, config
 from ncsn.cli import main
-from ncsn.train import train
+from ncsn.training.loop import train
 
 TOY = [
     "data.name=toy",
@@ -300,7 +300,7 @@ def test_out_of_memory_in_a_training_step_says_to_lower_the_batch_size(
             raise error("simulated: tried to allocate 80 GiB")
         return loss
 
-    monkeypatch.setattr("ncsn.train._fault", fault)
+    monkeypatch.setattr("ncsn.training.loop._fault", fault)
     run = tmp_path / "run"
     err = _cli(
         ["train", *_sets([*TOY, "train.steps=9"]), "--run-dir", run, "--no-progress"], capsys

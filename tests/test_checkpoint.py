@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from ncsn import checkpoint
+from ncsn import checkpoint, files
 from ncsn.errors import NCSNError
 
 
@@ -99,14 +99,14 @@ def test_format_1_checkpoints_still_load(tmp_path):
 
 def test_a_full_disk_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
     path = tmp_path / "c.bin"
-    checkpoint.atomic_write_bytes(path, b"old")
+    files.atomic_write_bytes(path, b"old")
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(NCSNError, match="disk full while writing .*c.bin"):
-        checkpoint.atomic_write_bytes(path, b"new contents")
+        files.atomic_write_bytes(path, b"new contents")
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["c.bin"]
 
 
@@ -118,7 +118,7 @@ def test_only_temporaries_of_dead_writers_are_removed(tmp_path):
     other = tmp_path / "notes.tmp-1"
     for p in (dead, alive, other):
         p.write_bytes(b"x")
-    assert checkpoint.remove_stale_temporaries(tmp_path) == 1
+    assert files.remove_stale_temporaries(tmp_path) == 1
     assert not dead.exists() and alive.exists() and other.exists()
 
 

@@ -9,7 +9,7 @@ import torch
 from tiny import TINY_UNET
 
 from ncsn import checkpoint, config
-from ncsn.train import train
+from ncsn.training.loop import train
 
 TINY = [
     *TINY_UNET,

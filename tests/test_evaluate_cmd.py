@@ -7,7 +7,7 @@ import pytest
 
 from ncsn import schedule
 from ncsn.cli import main
-from ncsn.train_state import load_run
+from ncsn.training.state import load_run
 
 METRICS = ["fd", "kid_mean", "kid_std", "precision", "recall", "classifier_score"]
 METRICS += ["class_coverage", "class_histogram", "memorization"]
@@ -88,7 +88,7 @@ def test_evaluate_run_samples_then_scores_saved_samples(files, tmp_path, capsys)
     _, sched, _, _ = load_run(run)
     assert sched.step_rule and sched.steps_per_level != 1
     rule = schedule.step_size_for(sched.gamma, sched.sigma_min, 1)
-    assert result["samples"]["step_size"] == rule != sched.step_size
+    assert result["samples"]["options"]["eps"] == rule != sched.step_size
     assert main(["sample", str(run), "--n", "5", "--steps", "1"]) == 0
     capsys.readouterr()
     assert main(["evaluate", str(run), "--samples", *common]) == 0

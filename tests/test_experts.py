@@ -12,9 +12,10 @@ from tiny import TINY_UNET
 from ncsn import config
 from ncsn.errors import NCSNError
 from ncsn.model import build_model
-from ncsn.nets.experts import ExpertNet, band_slices, band_starts, per_level_loss, split_by_loss
-from ncsn.train import train
-from ncsn.train_state import load_run
+from ncsn.nets.experts import ExpertNet, band_slices, band_starts, split_by_loss
+from ncsn.objectives import dsm_per_level
+from ncsn.training.loop import train
+from ncsn.training.state import load_run
 
 SIGMAS = torch.logspace(0, -2, 9).tolist()  # 1 … 0.01, ratio 10^(1/4) between neighbours
 
@@ -95,14 +96,14 @@ def test_split_by_loss():
         split_by_loss([1.0, float("nan")], 2)
 
 
-def test_per_level_loss_of_the_exact_denoiser_is_the_irreducible_one():
+def test_dsm_per_level_of_the_exact_denoiser_is_the_irreducible_one():
     """For data at a single point the exact score is −(x − μ)/σ², whose DSM loss is 0."""
     mu = torch.zeros(64, 3)
 
     def exact(x, sigma):
         return -(x - mu) / sigma.view(-1, 1) ** 2
 
-    losses = per_level_loss(exact, mu, [2.0, 1.0], generator=torch.Generator().manual_seed(0))
+    losses = dsm_per_level(exact, mu, [2.0, 1.0], generator=torch.Generator().manual_seed(0))
     assert max(losses) < 1e-10
 
 

@@ -10,8 +10,8 @@ from tiny import TINY_UNET
 from ncsn import config
 from ncsn.data.toy import GaussianMixture, OracleModel
 from ncsn.fokker_planck import regulariser, residual
-from ncsn.train import train
-from ncsn.train_state import load_run
+from ncsn.training.loop import train
+from ncsn.training.state import load_run
 
 
 def product_mixture() -> GaussianMixture:

@@ -32,8 +32,8 @@ from ncsn import checkpoint, cli, config
 from ncsn.cli import main
 from ncsn.data import load_array, load_cifar10, load_folder, load_mnist
 from ncsn.errors import NCSNError
-from ncsn.train import train
-from ncsn.train_state import load_run
+from ncsn.training.loop import train
+from ncsn.training.state import load_run
 
 settings.register_profile(
     "fuzz",

@@ -9,7 +9,7 @@ from tiny import TINY_TOY
 
 from ncsn import checkpoint, config
 from ncsn.errors import NCSNError
-from ncsn.train import MAX_ROLLBACKS, train
+from ncsn.training.loop import MAX_ROLLBACKS, train
 
 TOY = [*TINY_TOY, "train.log_every=1", "train.lr=0.001"]
 
@@ -60,7 +60,7 @@ def _inject(monkeypatch, steps, how="loss"):
             next(ema.parameters()).fill_(float("inf"))
         return loss
 
-    monkeypatch.setattr("ncsn.train._fault", fault)
+    monkeypatch.setattr("ncsn.training.loop._fault", fault)
 
 
 @pytest.mark.parametrize("how", ["loss", "gradient"])
@@ -146,7 +146,9 @@ def test_nonfinite_weights_are_never_checkpointed(tmp_path, monkeypatch):
 
 
 def test_training_that_keeps_failing_stops_with_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr("ncsn.train._fault", lambda step, loss, model, ema: loss * float("nan"))
+    monkeypatch.setattr(
+        "ncsn.training.loop._fault", lambda step, loss, model, ema: loss * float("nan")
+    )
     messages = []
     with pytest.raises(NCSNError, match=f"after {MAX_ROLLBACKS} rollbacks.*lower train.lr"):
         train(

@@ -117,7 +117,7 @@ def test_bad_image_is_a_clear_error(run, tmp_path, capsys):
 
 def test_ald_step_follows_the_ncsnv2_rule_for_another_t_only_when_the_run_used_it():
     from ncsn import schedule
-    from ncsn.samplers.by_name import ald_eps
+    from ncsn.samplers.run import ald_eps
 
     ruled = schedule.resolve(schedule_cfg(step_size="auto"), None)
     fixed = schedule.resolve(schedule_cfg(step_size=2e-5), None)
@@ -131,22 +131,22 @@ def test_ald_on_a_coarser_ladder_uses_its_levels_and_the_rule_for_its_gamma(run,
     import torch
 
     from ncsn import schedule
-    from ncsn.samplers.by_name import run_sampler
-    from ncsn.train_state import load_run
+    from ncsn.samplers import run as samplers
+    from ncsn.training.state import load_run
 
     model, sched, _, _ = load_run(run, log=lambda m: None)
     seen = []
-    x, nfe, text = run_sampler(
-        "ald",
+    x, nfe, text = samplers.sample(
         model,
-        (3, 1, 8, 8),
         sched,
+        (3, 1, 8, 8),
         generator=torch.Generator().manual_seed(0),
+        sampler="ald",
         steps=2,
-        levels=7,
+        opts=samplers.ALD(levels=7),
         callback=lambda s: seen.append(s["sigma"]),
     )
-    sigmas = schedule.geometric_sigmas(sched.sigma_max, sched.sigma_min, 7).tolist()
+    sigmas = schedule.geometric_sigmas(sched.sigma_max, sched.sigma_min, 7)
     gamma = (sched.sigma_max / sched.sigma_min) ** (1 / 6)
     assert nfe == 7 * 2 + 1 and text.startswith("ald (L = 7, T = 2")
     assert f"ε = {schedule.step_size_for(gamma, sched.sigma_min, 2):.4g}" in text

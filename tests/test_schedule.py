@@ -32,7 +32,7 @@ def test_step_rule_makes_variance_ratio_closest_to_one():
 
 
 def test_geometric_ladder_is_descending_with_constant_ratio():
-    sigmas = schedule.geometric_sigmas(1.0, 0.01, 10)
+    sigmas = torch.tensor(schedule.geometric_sigmas(1.0, 0.01, 10))
     assert sigmas[0] == pytest.approx(1.0) and sigmas[-1] == pytest.approx(0.01)
     ratios = sigmas[:-1] / sigmas[1:]
     assert torch.allclose(ratios, torch.full_like(ratios, 100 ** (1 / 9)), rtol=1e-5)

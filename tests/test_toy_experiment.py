@@ -11,7 +11,7 @@ from PIL import Image
 
 from ncsn.cli import build_parser, main
 from ncsn.data.toy import OracleModel, make_toy
-from ncsn.toy_experiment import NUM_LEVELS, recovered_weights, relative_score_error
+from ncsn.lab.toy import NUM_LEVELS, recovered_weights, relative_score_error
 
 TINY = ["--steps", "3", "--particles", "64", "--no-progress"]
 MIXTURE_FILES = [

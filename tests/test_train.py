@@ -7,8 +7,8 @@ from tiny import TINY_UNET
 from ncsn import checkpoint, config
 from ncsn.devices import cpp_compiler
 from ncsn.errors import NCSNError
-from ncsn.train import train
-from ncsn.train_state import load_run
+from ncsn.training.loop import train
+from ncsn.training.state import load_run
 
 TINY_IMAGES = [
     *TINY_UNET,

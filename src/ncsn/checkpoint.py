@@ -3,18 +3,16 @@
 A checkpoint is one ``.safetensors`` file. Its header metadata holds ``ncsn`` (JSON: step, config,
 schedule, optimizer hyper-parameters, …) and ``sha256`` (of every tensor's bytes in key order and of
 the ``ncsn`` text), so a truncated or altered file is detected on load. Files are written to a
-temporary name in the same folder, flushed and fsynced, then renamed over the target: a crash
-leaves either the old file or the new one, never half of one, plus at worst a temporary file that
-:func:`remove_stale_temporaries` deletes on the next start. A checkpoint holding a NaN or an
-infinity is never written. Loading reads only safetensors and JSON: nothing is unpickled.
+temporary name in the same folder, flushed and fsynced, then renamed over the target
+(:mod:`ncsn.files`): a crash leaves either the old file or the new one, never half of one. A
+checkpoint holding a NaN or an infinity is never written. Loading reads only safetensors and
+JSON: nothing is unpickled.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -25,55 +23,15 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ncsn.errors import NCSNError
-from ncsn.runlock import pid_alive
+from ncsn.files import atomic_write_bytes
 
 FORMAT = "ncsn-checkpoint-2"
 _FORMAT_1 = "ncsn-checkpoint-1"  # its sha256 covers the tensors only; still readable
 _NAME = re.compile(r"^ckpt-(\d{8,})\.safetensors$")
-_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)$")
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class NonFiniteError(NCSNError):
     """A checkpoint was about to be written with a NaN or infinite value in a float tensor."""
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, fsync the folder.
-
-    On any failure the temporary file is removed and ``path`` keeps its old contents; a full disk
-    is reported as an NCSNError that says so.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno in _DISK_FULL:
-            raise NCSNError(
-                f"disk full while writing {path} ({e.strerror or e}); the file was left as it "
-                "was: free some space and rerun"
-            ) from None
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _digest(tensors: dict[str, torch.Tensor], text: str | None) -> str:
@@ -197,18 +155,3 @@ def prune(folder: str | Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` checkpoints."""
     for _, p in list_checkpoints(folder)[:-keep_last]:
         p.unlink(missing_ok=True)
-
-
-def remove_stale_temporaries(folder: str | Path) -> int:
-    """Delete temporary files that :func:`atomic_write_bytes` left behind in ``folder`` when its
-    process was killed (their writer's pid is no longer alive); returns how many."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    for p in folder.iterdir():
-        m = _TEMPORARY.match(p.name)
-        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
-            p.unlink(missing_ok=True)
-            removed += 1
-    return removed

@@ -21,6 +21,7 @@ from ncsn.nets.experts import ExpertNet, band_starts
 from ncsn.nets.mlp import MLP
 from ncsn.nets.refinenet import RefineNet
 from ncsn.nets.unet import UNet
+from ncsn.schedule import append_dims, sigma_batch
 
 PARAMETERIZATIONS = ("noise", "score_sigma", "denoiser")
 
@@ -54,8 +55,8 @@ class ScoreModel(nn.Module):
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """s_θ(x, σ); ``sigma`` is a scalar or one value per example, shape (N,)."""
-        sigma = _per_example(sigma, x)
-        s = sigma.view(-1, *([1] * (x.dim() - 1)))
+        sigma = sigma_batch(sigma, x)
+        s = append_dims(sigma, x.dim())
         c_in = torch.rsqrt(s * s + self.sigma_data**2) if self.input_scaling else 1.0
         out = self.net(x * c_in, sigma if self.conditional else torch.ones_like(sigma))
         if self.parameterization == "noise":
@@ -66,7 +67,7 @@ class ScoreModel(nn.Module):
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """D(x, σ) = x + σ² s_θ(x, σ), the posterior mean E[x₀ | x̃ = x] (Tweedie's formula)."""
-        s = _per_example(sigma, x).view(-1, *([1] * (x.dim() - 1)))
+        s = append_dims(sigma_batch(sigma, x), x.dim())
         return x + s * s * self.score(x, sigma)
 
 
@@ -138,8 +139,3 @@ def _network(cfg, data_shape: tuple[int, ...], sigmas) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _per_example(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-    return sigma.expand(x.shape[0]) if sigma.dim() == 0 else sigma

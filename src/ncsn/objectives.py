@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from ncsn.schedule import append_dims, sigma_batch
+
 
 def dsm_loss(
     model,
@@ -28,10 +30,27 @@ def dsm_loss(
     x̃ = x + σz; ℓ = ½ ‖s_θ(x̃, σ) + z/σ‖², weighted by λ(σ) = σ^p.
     """
     sigma, z = _draw(x, sigmas, generator, shard)
-    s = sigma.view(-1, *([1] * (x.dim() - 1)))
+    return (sigma.pow(power) * dsm_per_example(model, x, z, sigma)).mean()
+
+
+def dsm_per_example(model, x: torch.Tensor, z: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """ℓ = ½ ‖s_θ(x + σz, σ) + z/σ‖² for each example (unweighted; σ of shape (N,))."""
+    s = append_dims(sigma, x.dim())
     score = model(x + s * z, sigma)
-    per_example = 0.5 * (score + z / s).pow(2).flatten(1).sum(1)
-    return (sigma.pow(power) * per_example).mean()
+    return 0.5 * (score + z / s).pow(2).flatten(1).sum(1)
+
+
+@torch.no_grad()
+def dsm_per_level(
+    model, x: torch.Tensor, sigmas: list[float], *, generator: torch.Generator, power: float = 2.0
+) -> list[float]:
+    """λ(σᵢ)·ℓ(θ; σᵢ) averaged over ``x`` at every level i, with the same noise z at each (the
+    DSM loss of each level; NCSNv2's per-σ test loss)."""
+    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return [
+        sigma**power * dsm_per_example(model, x, z, sigma_batch(sigma, x)).mean().item()
+        for sigma in sigmas
+    ]
 
 
 def ssm_loss(
@@ -51,7 +70,7 @@ def ssm_loss(
     perturbed density p_σ.
     """
     sigma, z = _draw(x, sigmas, generator, shard)
-    s = sigma.view(-1, *([1] * (x.dim() - 1)))
+    s = append_dims(sigma, x.dim())
     x_noisy = (x + s * z).detach().requires_grad_(True)
     score = model(x_noisy, sigma)
     trace = torch.zeros_like(sigma)

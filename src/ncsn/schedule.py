@@ -1,6 +1,8 @@
 """Noise ladders and step sizes (Song & Ermon 2019; NCSNv2 = Song & Ermon 2020).
 
-Conventions (stated once here and in docs/conventions.md):
+Every σ ladder is built here and has one type, a descending ``list[float]`` (the geometric NCSN
+ladder, Karras et al.'s ρ steps); :func:`sigma_batch` turns one σ into the per-example tensor the
+networks take. Conventions (stated once here and in docs/conventions.md):
 - ladders are descending: ``sigmas[0]`` is σ₁, the largest; ``sigmas[-1]`` is σ_L;
 - the Langevin step ε is in the official code's convention, α_i = ε σ_i² / σ_L² and
   x ← x + α_i s + √(2 α_i) z; the paper's Algorithm 1 uses (α_i/2) s + √α_i z, so its ε is twice
@@ -18,11 +20,35 @@ import torch
 from ncsn.errors import NCSNError
 
 
-def geometric_sigmas(sigma_max: float, sigma_min: float, num_levels: int) -> torch.Tensor:
-    """σ_i = σ₁ γ^−(i−1), i = 1..L, from σ₁ = sigma_max down to σ_L = sigma_min (float32, (L,))."""
+def geometric_sigmas(sigma_max: float, sigma_min: float, num_levels: int) -> list[float]:
+    """σ_i = σ₁ γ^−(i−1), i = 1..L, from σ₁ = sigma_max down to σ_L = sigma_min (NCSN §4.2).
+
+    Rounded to float32 (the precision the network sees), returned as Python floats."""
     if num_levels == 1:
-        return torch.tensor([float(sigma_max)])
-    return torch.from_numpy(np.geomspace(sigma_max, sigma_min, num_levels)).float()
+        return [float(np.float32(sigma_max))]
+    return np.geomspace(sigma_max, sigma_min, num_levels).astype(np.float32).tolist()
+
+
+def karras_sigmas(sigma_max: float, sigma_min: float, n: int, rho: float = 7.0) -> list[float]:
+    """σ_i = (σ_max^{1/ρ} + i/(n−1) (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, i < n, then σ_n = 0
+    (Karras et al. 2022, Eq. 5): the ODE samplers' steps, ending at 0."""
+    if n == 1:
+        return [float(sigma_max), 0.0]
+    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return [(a + i / (n - 1) * (b - a)) ** rho for i in range(n)] + [0.0]
+
+
+def sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """σ as one value per example of the batch ``x``, shape (N,), in ``x``'s dtype and device."""
+    if isinstance(sigma, torch.Tensor) and sigma.dim() == 1:
+        return sigma.to(dtype=x.dtype, device=x.device)
+    return torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
+
+
+def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
+    """``v`` of shape (N,) viewed as (N, 1, …, 1) with ``ndim`` dimensions, to broadcast
+    against a batch (k-diffusion's ``append_dims``)."""
+    return v.view(-1, *([1] * (ndim - 1)))
 
 
 def paper_to_official_step(eps_paper: float) -> float:
@@ -169,6 +195,11 @@ class Schedule:
         return "\n".join(lines)
 
 
+def needs_data(cfg) -> bool:
+    """Whether resolving the ScheduleConfig ``cfg`` needs the training data (σ₁ or L 'auto')."""
+    return cfg.sigma_max == "auto" or cfg.num_levels == "auto"
+
+
 def resolve(cfg, data: torch.Tensor | None) -> Schedule:
     """Turn a ScheduleConfig (numbers or 'auto') into a :class:`Schedule`.
 
@@ -205,7 +236,7 @@ def resolve(cfg, data: torch.Tensor | None) -> Schedule:
         num_levels = cfg.num_levels
         how["num_levels"] = "from the config"
         how["gamma"] = "(σ₁/σ_L)^(1/(L−1))"
-    sigmas = geometric_sigmas(sigma_max, cfg.sigma_min, num_levels).tolist()
+    sigmas = geometric_sigmas(sigma_max, cfg.sigma_min, num_levels)
     sched = Schedule(sigmas, 0.0, cfg.steps_per_level, how)
     if cfg.step_size == "auto":
         sched.step_size = step_size_for(sched.gamma, cfg.sigma_min, cfg.steps_per_level)

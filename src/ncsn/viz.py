@@ -11,13 +11,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ncsn.checkpoint import atomic_write_bytes
+from ncsn.files import atomic_write_bytes
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """Float images (N, C, H, W) in [0, 1] → uint8 (N, H, W, C), clipped."""
     x = images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
     return x.permute(0, 2, 3, 1).numpy()
+
+
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """Float images (N, C, H, W) as ``samples.npz`` stores them: 8 bits, back in [0, 1]."""
+    return torch.from_numpy(to_uint8(images)).permute(0, 3, 1, 2).float() / 255.0
 
 
 def make_grid(

@@ -30,7 +30,7 @@ def test_smoke_run_records_metrics_plots_and_the_command(tmp_path):
     for name in ("paper", "default"):
         run = results["runs"][name]
         assert run["along"] and run["along"][0]["train_seconds"] > 0
-        assert [p["sampling"]["steps_per_level"] for p in run["nfe"]] == [1, 2]
+        assert [p["sampling"]["steps"] for p in run["nfe"]] == [1, 2]
         for point in [*run["along"], *run["nfe"], run["final"]]:
             metrics = point["metrics"]
             for key in ("fd", "kid_mean", "precision", "recall", "classifier_score"):

@@ -11,7 +11,7 @@ from ncsn.nets.refinenet import CondInstanceNormPP, RefineNet
 from ncsn.objectives import dsm_loss
 from ncsn.schedule import geometric_sigmas
 
-SIGMAS = geometric_sigmas(1.0, 0.01, 10)
+SIGMAS = torch.tensor(geometric_sigmas(1.0, 0.01, 10))
 
 
 @pytest.mark.parametrize(("channels", "size"), [(1, 28), (3, 32)])
@@ -96,8 +96,8 @@ def test_a_training_step_updates_the_weights():
 
 def test_train_and_load_run_keep_the_ladder(tmp_path):
     from ncsn.samplers.langevin import annealed_langevin
-    from ncsn.train import train
-    from ncsn.train_state import load_run
+    from ncsn.training.loop import train
+    from ncsn.training.state import load_run
 
     cfg = config.from_dict(
         {

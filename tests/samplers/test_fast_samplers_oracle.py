@@ -9,8 +9,9 @@ import torch
 
 from ncsn.data.toy import GaussianMixture, OracleModel, make_toy
 from ncsn.metrics import energy_distance, noise_floor
-from ncsn.samplers.ode import churn_sampler, heun_sampler, karras_sigmas
+from ncsn.samplers.ode import heun_sampler
 from ncsn.samplers.pc import pc_sampler
+from ncsn.schedule import karras_sigmas
 
 N = 4000
 DISTANCE = functools.partial(energy_distance, unbiased=False)
@@ -47,7 +48,7 @@ CASES = {
     # (80 ≫ 14, the distance between the means) for N(0, σ_max² I) to be p_σmax.
     "ode": (heun_sampler, {"sigmas": karras_sigmas(80.0, 0.01, 25)}),
     "churn": (
-        churn_sampler,
+        heun_sampler,
         {
             "sigmas": karras_sigmas(80.0, 0.01, 50),
             "s_churn": 40.0,

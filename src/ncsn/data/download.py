@@ -22,8 +22,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
 
-from tqdm import tqdm
-
+from ncsn import progress as _progress
 from ncsn.errors import NCSNError
 
 MNIST_MIRRORS = [
@@ -174,7 +173,7 @@ def _fetch(url: str, path: Path, md5: str) -> None:
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response, open(tmp, "wb") as f:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=path.name) as bar:
+            with _progress.bar(total=total, unit="B", unit_scale=True, desc=path.name) as bar:
                 for block in iter(lambda: response.read(_CHUNK), b""):
                     f.write(block)
                     digest.update(block)

@@ -18,8 +18,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from tqdm import tqdm
 
+from ncsn import progress as _progress
 from ncsn.data.dataset import Dataset
 from ncsn.errors import NCSNError
 
@@ -150,7 +150,7 @@ def load_folder(root: str | Path, image_size: int, channels: int = 3) -> Dataset
         )
     mode = "L" if channels == 1 else "RGB"
     x = np.empty((len(paths), image_size, image_size, channels), dtype=np.uint8)
-    progress = tqdm(
+    progress = _progress.bar(
         paths, desc=f"reading {root}", unit="img", disable=len(paths) <= _PROGRESS_MIN_FILES
     )
     for i, path in enumerate(progress):

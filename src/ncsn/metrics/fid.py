@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ncsn.checkpoint import atomic_write_bytes
 from ncsn.errors import NCSNError
+from ncsn.files import atomic_write_bytes
 
 __all__ = ["ReferenceStats", "feature_stats", "frechet_distance", "load_stats", "save_stats"]
 

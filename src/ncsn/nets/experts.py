@@ -106,17 +106,3 @@ def split_by_loss(losses, num_experts: int) -> list[int]:
         i = min(i, len(losses) - (num_experts - k))  # room for the bands still to come
         starts.append(i)
     return starts
-
-
-@torch.no_grad()
-def per_level_loss(model, x: torch.Tensor, sigmas, *, generator: torch.Generator, power=2.0):
-    """λ(σᵢ)·½‖s_θ(x + σᵢz, σᵢ) + z/σᵢ‖² averaged over ``x``, for each level i (the DSM loss of
-    Song & Ermon 2019, Eq. 5–6, level by level), same noise z for every level."""
-    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    out = []
-    for sigma in sigmas:
-        s = torch.full((x.shape[0],), float(sigma), device=x.device)
-        score = model(x + sigma * z, s)
-        per_example = 0.5 * (score + z / sigma).pow(2).flatten(1).sum(1)
-        out.append(float(sigma) ** power * per_example.mean().item())
-    return out

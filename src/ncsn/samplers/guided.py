@@ -11,12 +11,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 
-from ncsn.samplers.langevin import _sigma_list, annealed_langevin
+from ncsn.samplers.langevin import annealed_langevin, langevin
+from ncsn.schedule import sigma_batch
 
 
 @torch.inference_mode()
@@ -24,7 +24,7 @@ def inpaint(
     model,
     y: torch.Tensor,
     mask: torch.Tensor,
-    sigmas: torch.Tensor | Sequence[float],
+    sigmas: Sequence[float],
     *,
     generator: torch.Generator,
     eps: float,
@@ -38,24 +38,22 @@ def inpaint(
       x ← x + α_i s_θ(x, σ_i) + √(2α_i) z;  x ← ỹ ⊙ m + x ⊙ (1 − m).
     Starts from U[0, 1] on the unknown pixels. Returns y ⊙ m + x ⊙ (1 − m).
     """
-    sigmas = _sigma_list(sigmas)
     mask = mask.to(y.dtype).expand_as(y)
     x = torch.rand(y.shape, generator=generator, device=y.device, dtype=y.dtype)
     x = y * mask + x * (1 - mask)
-    n, nfe = y.shape[0], 0
     for i, sigma in enumerate(sigmas):
         alpha = eps * (sigma / sigmas[-1]) ** 2
         y_noisy = y + sigma * torch.randn(y.shape, generator=generator, device=y.device)
-        sigma_t = torch.full((n,), sigma, device=y.device, dtype=y.dtype)
-        for t in range(n_steps_each):
-            z = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
-            x = x + alpha * model.score(x, sigma_t) + math.sqrt(2 * alpha) * z
-            x = y_noisy * mask + x * (1 - mask)
-            nfe += 1
-            if callback is not None:
-                callback({"x": x, "i": i, "step": t, "sigma": sigma, "nfe": nfe})
+
+        def keep_known(x: torch.Tensor, y_noisy=y_noisy) -> torch.Tensor:
+            return y_noisy * mask + x * (1 - mask)
+
+        x = langevin(
+            model, x, sigma, generator=generator, eps=alpha, n_steps=n_steps_each,
+            callback=callback, project=keep_known, level=i, nfe=i * n_steps_each,
+        )  # fmt: skip
     if denoise_final:
-        x = x + sigmas[-1] ** 2 * model.score(x, torch.full((n,), sigmas[-1], device=x.device))
+        x = x + sigmas[-1] ** 2 * model.score(x, sigma_batch(sigmas[-1], x))
     return y * mask + x * (1 - mask)
 
 
@@ -63,7 +61,7 @@ def inpaint(
 def estimate_sigma(
     model,
     y: torch.Tensor,
-    sigmas: torch.Tensor | Sequence[float],
+    sigmas: Sequence[float],
     *,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -74,13 +72,12 @@ def estimate_sigma(
     Rademacher direction, Hutchinson 1989), find where it turns from negative (large σ) to
     non-negative, and interpolate linearly in log σ. 1 + 2 network evaluations per level.
     """
-    sigmas = _sigma_list(sigmas)
     n = y.shape[0]
     v = torch.randint(0, 2, y.shape, generator=generator, device=y.device).to(y.dtype) * 2 - 1
     g = []
     for sigma in sigmas:
-        sigma_t = torch.full((n,), sigma, device=y.device, dtype=y.dtype)
         delta = 1e-3 * sigma
+        sigma_t = sigma_batch(sigma, y)
         s = model.score(y, sigma_t)
         ds = model.score(y + delta * v, sigma_t) - model.score(y - delta * v, sigma_t)
         div = (v * ds).flatten(1).sum(1) / (2 * delta)
@@ -110,7 +107,7 @@ def denoise(model, y: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor
 def refine(
     model,
     x: torch.Tensor,
-    sigmas: torch.Tensor | Sequence[float],
+    sigmas: Sequence[float],
     sigma_start: float,
     *,
     generator: torch.Generator,
@@ -122,9 +119,7 @@ def refine(
     """Perturb ``x`` to σ_start and run annealed Langevin over the ladder levels ≤ σ_start.
 
     The step keeps the full ladder's convention (α_i = ε σ_i²/σ_L²)."""
-    ladder = [s for s in _sigma_list(sigmas) if s <= sigma_start * (1 + 1e-6)]
-    if not ladder:
-        ladder = [_sigma_list(sigmas)[-1]]
+    ladder = [s for s in sigmas if s <= sigma_start * (1 + 1e-6)] or [sigmas[-1]]
     z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return annealed_langevin(
         model,

@@ -17,10 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ncsn.errors import NCSNError
-
-
-def _sigma_list(sigmas: torch.Tensor | Sequence[float]) -> list[float]:
-    return sigmas.tolist() if isinstance(sigmas, torch.Tensor) else [float(s) for s in sigmas]
+from ncsn.schedule import sigma_batch
 
 
 def initial_noise(
@@ -49,15 +46,24 @@ def langevin(
     eps: float,
     n_steps: int,
     callback: Callable[[dict], None] | None = None,
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    level: int = 0,
+    nfe: int = 0,
 ) -> torch.Tensor:
     """Langevin dynamics at one level σ: x ← x + ε s_θ(x, σ) + √(2ε) z, ``n_steps`` times
-    (Song & Ermon 2019, Eq. 4, in our step convention)."""
-    sigma_t = torch.full((x.shape[0],), float(sigma), device=x.device, dtype=x.dtype)
+    (Song & Ermon 2019, Eq. 4, in our step convention).
+
+    ``project`` maps x after each step (inpainting puts the known pixels back); ``level`` and
+    ``nfe`` (the evaluations before this call) are what the callback reports as ``i``/``nfe``.
+    """
+    sigma_t = sigma_batch(sigma, x)
     for t in range(n_steps):
         z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         x = x + eps * model.score(x, sigma_t) + math.sqrt(2 * eps) * z
+        if project is not None:
+            x = project(x)
         if callback is not None:
-            callback({"x": x, "i": 0, "step": t, "sigma": float(sigma), "nfe": t + 1})
+            callback({"x": x, "i": level, "step": t, "sigma": sigma, "nfe": nfe + t + 1})
     return x
 
 
@@ -65,7 +71,7 @@ def langevin(
 def annealed_langevin(
     model,
     shape: Sequence[int],
-    sigmas: torch.Tensor | Sequence[float],
+    sigmas: Sequence[float],
     *,
     generator: torch.Generator,
     callback: Callable[[dict], None] | None = None,
@@ -79,26 +85,19 @@ def annealed_langevin(
 
     for i = 1..L: α_i = ε σ_i²/σ_L²; repeat T times: x ← x + α_i s_θ(x, σ_i) + √(2α_i) z.
     Then, if ``denoise_final``, x ← x + σ_L² s_θ(x, σ_L) (NCSNv2, the Tweedie denoiser).
-    Starts from ``x`` when given, else from :func:`initial_noise`.
+    Starts from ``x`` when given, else from :func:`initial_noise`. NFE = L·T (+1).
     """
-    sigmas = _sigma_list(sigmas)
     if x is None:
         x = initial_noise(shape, sigmas[0], generator=generator, init=init)
-    n = x.shape[0]
-    nfe = 0
     for i, sigma in enumerate(sigmas):
         alpha = eps * (sigma / sigmas[-1]) ** 2
-        sigma_t = torch.full((n,), sigma, device=x.device, dtype=x.dtype)
-        for t in range(n_steps_each):
-            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = x + alpha * model.score(x, sigma_t) + math.sqrt(2 * alpha) * z
-            nfe += 1
-            if callback is not None:
-                callback({"x": x, "i": i, "step": t, "sigma": sigma, "nfe": nfe})
+        x = langevin(
+            model, x, sigma, generator=generator, eps=alpha, n_steps=n_steps_each,
+            callback=callback, level=i, nfe=i * n_steps_each,
+        )  # fmt: skip
     if denoise_final:
-        sigma_t = torch.full((n,), sigmas[-1], device=x.device, dtype=x.dtype)
-        x = x + sigmas[-1] ** 2 * model.score(x, sigma_t)
-        nfe += 1
+        x = x + sigmas[-1] ** 2 * model.score(x, sigma_batch(sigmas[-1], x))
         if callback is not None:
+            nfe = len(sigmas) * n_steps_each + 1
             callback({"x": x, "i": len(sigmas) - 1, "step": n_steps_each, "sigma": 0.0, "nfe": nfe})
     return x

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ncsn.samplers.langevin import _sigma_list
+from ncsn.schedule import sigma_batch
 
 
 def _mean_norm(x: torch.Tensor) -> torch.Tensor:
@@ -26,7 +26,7 @@ def _mean_norm(x: torch.Tensor) -> torch.Tensor:
 def pc_sampler(
     model,
     shape: Sequence[int],
-    sigmas: torch.Tensor | Sequence[float],
+    sigmas: Sequence[float],
     *,
     generator: torch.Generator,
     callback: Callable[[dict], None] | None = None,
@@ -44,16 +44,15 @@ def pc_sampler(
     and finally, if ``denoise_final``, the Tweedie step x ← x + σ_{K−1}² s_θ(x, σ_{K−1}).
     NFE = (K − 1)(1 + M) + 1.
     """
-    sigmas = _sigma_list(sigmas)
     device = generator.device
     if x is None:
         x = sigmas[0] * torch.randn(tuple(shape), generator=generator, device=device)
-    n, nfe = x.shape[0], 0
+    nfe = 0
 
     def score(x: torch.Tensor, sigma: float) -> torch.Tensor:
         nonlocal nfe
         nfe += 1
-        return model.score(x, torch.full((n,), sigma, device=x.device, dtype=x.dtype))
+        return model.score(x, sigma_batch(sigma, x))
 
     def noise() -> torch.Tensor:
         return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

@@ -1,7 +1,7 @@
 """`ncsn sample`, `ncsn inpaint`, `ncsn denoise`, `ncsn refine`: one trained run, many uses.
 
-The samplers themselves are run by name through :func:`ncsn.samplers.by_name.run_sampler`
-(what ``--steps`` means for each, and its NFE, is said there).
+The samplers themselves are run by name through :func:`ncsn.samplers.run.batches` (what
+``--steps`` means for each, and its NFE, is said there).
 """
 
 from __future__ import annotations
@@ -14,48 +14,32 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ncsn.checkpoint import atomic_write_bytes
+from ncsn.commands.common import add_sampler_args, check_positive, sampler_options
+from ncsn.devices import compile_module, resolve_device
 from ncsn.errors import NCSNError
-from ncsn.samplers.by_name import SAMPLERS, ald_eps, run_sampler
-
-
-def _positive(name: str, value) -> None:
-    if value is not None and not value > 0:
-        raise NCSNError(f"{name} {value}: expected a positive number")
+from ncsn.files import atomic_write_bytes
+from ncsn.samplers import run
+from ncsn.samplers.guided import denoise, estimate_sigma, inpaint, refine
+from ncsn.training.state import load_run
+from ncsn.viz import make_grid, save_gif, save_grid, save_scatter, scatter_frame, to_uint8
 
 
 def _load(args):
-    from ncsn.devices import resolve_device
-    from ncsn.train_state import load_run
-
     device = resolve_device(args.device)
     model, sched, cfg, meta = load_run(args.run_dir, ema=not args.raw_weights, device=device)
     return model, sched, cfg, meta, device
 
 
 def cmd_sample(args) -> None:
-    from ncsn.viz import make_grid, save_gif, save_grid, save_scatter, scatter_frame, to_uint8
-
     model, sched, cfg, meta, device = _load(args)
-    if args.compile:  # torch.compile of the network: 1.4× the NFE/s on this CPU (benchmarks)
-        from ncsn.devices import compile_module
-
-        model.net = compile_module(model.net, device, "--compile")
     n = args.n if args.n is not None else cfg.sample.n
     seed = args.seed if args.seed is not None else cfg.sample.seed
-    batch = args.batch_size or cfg.sample.batch_size
-    for name, value in [
-        ("--n", n),
-        ("--steps", args.steps),
-        ("--levels", args.levels),
-        ("--batch-size", batch),
-        ("--eps", args.eps),
-        ("--snr", args.snr),
-        ("--grid", args.grid),
-    ]:
-        _positive(name, value)
-    if not 1 <= args.rho <= 1000:  # ρ = 1: uniform in σ; Karras et al. use 7
-        raise NCSNError(f"--rho {args.rho}: expected a number between 1 and 1000")
+    batch_size = args.batch_size or cfg.sample.batch_size
+    for name, value in [("--n", n), ("--batch-size", batch_size), ("--grid", args.grid)]:
+        check_positive(name, value)
+    opts = sampler_options(args, cfg)
+    if args.compile:  # torch.compile of the network: 1.4× the NFE/s on this CPU (benchmarks)
+        model.net = compile_module(model.net, device, "--compile")
     out = Path(args.out) if args.out else Path(args.run_dir) / "samples"
     shape = tuple(meta["data_shape"])
     is_image = len(shape) == 3
@@ -66,28 +50,14 @@ def cmd_sample(args) -> None:
         x = state["x"][:64]
         frames.append(make_grid(x) if is_image else scatter_frame(x, lim=_lim(x, lim)))
 
-    gen = torch.Generator(device).manual_seed(seed)
-    chunks, nfe, text = [], 0, ""
+    chunks = []
     start = time.perf_counter()
-    for i in range(0, n, batch):
-        x, nfe, text = run_sampler(
-            args.sampler,
-            model,
-            (min(batch, n - i), *shape),
-            sched,
-            generator=gen,
-            steps=args.steps,
-            eps=args.eps,
-            init=args.init or cfg.sample.init,
-            denoise_final=not args.no_denoise,
-            callback=record if i == 0 else None,
-            n_correctors=args.correctors,
-            snr=args.snr,
-            rho=args.rho,
-            churn=(args.s_churn, args.s_min, args.s_max, args.s_noise),
-            levels=args.levels,
-        )
-        chunks.append(x.float().cpu())
+    for batch in run.batches(
+        model, sched, n, shape, seed=seed, batch_size=batch_size, sampler=args.sampler,
+        steps=args.steps, opts=opts, callback=record,
+    ):  # fmt: skip
+        chunks.append(batch[0].float().cpu())
+    _, nfe, text = batch
     elapsed = time.perf_counter() - start
     x = torch.cat(chunks)
     if not frames:  # the sampler took no step (e.g. pc with --steps 1): show the result
@@ -143,10 +113,7 @@ def _image_run(args):
 
 
 def cmd_inpaint(args) -> None:
-    from ncsn.samplers.guided import inpaint
-    from ncsn.viz import save_grid
-
-    _positive("--n", args.n)
+    check_positive("--n", args.n)
     model, sched, shape, out, y, gen = _image_run(args)
     mask = (read_image(args.mask, (1, *shape[1:])) >= 0.5).float().to(y.device)
     steps = args.steps or sched.steps_per_level
@@ -156,7 +123,7 @@ def cmd_inpaint(args) -> None:
         mask,
         sched.sigmas,
         generator=gen,
-        eps=ald_eps(sched, steps, None),
+        eps=run.ald_eps(sched, steps, None),
         n_steps_each=steps,
     )
     save_grid(torch.cat([y * mask, x]), out / "inpainted.png", nrow=args.n + 1)
@@ -167,10 +134,7 @@ def cmd_inpaint(args) -> None:
 
 
 def cmd_denoise(args) -> None:
-    from ncsn.samplers.guided import denoise, estimate_sigma
-    from ncsn.viz import save_grid
-
-    _positive("--sigma", args.sigma)
+    check_positive("--sigma", args.sigma)
     model, sched, shape, out, y, gen = _image_run(args)
     if args.sigma is None:
         sigma = estimate_sigma(model, y, sched.sigmas, generator=gen)
@@ -184,11 +148,8 @@ def cmd_denoise(args) -> None:
 
 
 def cmd_refine(args) -> None:
-    from ncsn.samplers.guided import refine
-    from ncsn.viz import save_grid
-
-    _positive("--n", args.n)
-    _positive("--sigma", args.sigma)
+    check_positive("--n", args.n)
+    check_positive("--sigma", args.sigma)
     model, sched, shape, out, y, gen = _image_run(args)
     steps = args.steps or sched.steps_per_level
     x = refine(
@@ -197,7 +158,7 @@ def cmd_refine(args) -> None:
         sched.sigmas,
         args.sigma,
         generator=gen,
-        eps=ald_eps(sched, steps, None),
+        eps=run.ald_eps(sched, steps, None),
         n_steps_each=steps,
     )
     save_grid(torch.cat([y, x]), out / "refined.png", nrow=args.n + 1)
@@ -229,30 +190,8 @@ def add_parsers(sub) -> None:
     )
     _common(q, "samples")
     q.set_defaults(seed=None)
-    q.add_argument("--sampler", choices=SAMPLERS, default="ald", help="default ald")
     q.add_argument("--n", type=int, help="number of samples (default: sample.n of the run)")
-    q.add_argument(
-        "--steps",
-        type=int,
-        help="ald: Langevin steps per level T (ε follows the "
-        "NCSNv2 rule for it); pc/ode/churn: number of noise levels N",
-    )
-    q.add_argument("--eps", type=float, help="ald step size ε, official convention")
-    q.add_argument(
-        "--levels",
-        type=int,
-        help="ald: sample on a geometric ladder of this many levels between the run's σ₁ and "
-        "σ_L (ε by the NCSNv2 rule for its γ and T) instead of the training ladder",
-    )
-    q.add_argument("--init", choices=["uniform", "gaussian"], help="ald starting noise")
-    q.add_argument("--no-denoise", action="store_true", help="skip the final denoising step")
-    q.add_argument("--correctors", type=int, default=1, help="pc: corrector steps M (default 1)")
-    q.add_argument("--snr", type=float, default=0.16, help="pc: corrector signal-to-noise r")
-    q.add_argument("--rho", type=float, default=7.0, help="ode/churn: σ spacing ρ (default 7)")
-    q.add_argument("--s-churn", type=float, default=40.0, help="churn: S_churn (default 40)")
-    q.add_argument("--s-min", type=float, default=0.05, help="churn: S_min (default 0.05)")
-    q.add_argument("--s-max", type=float, default=50.0, help="churn: S_max (default 50)")
-    q.add_argument("--s-noise", type=float, default=1.003, help="churn: S_noise (default 1.003)")
+    add_sampler_args(q)
     q.add_argument("--batch-size", type=int, help="samples per batch")
     q.add_argument(
         "--compile",

@@ -189,6 +189,26 @@ def _is_positive(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
 
+def latest_good(ckpt_dir: Path, log, *, required: bool):
+    """(tensors, meta, path) of the newest checkpoint in ``ckpt_dir`` that loads and whose metadata
+    checks out; each newer one passed over is logged. None for a folder without checkpoints,
+    unless ``required``; an NCSNError when there are checkpoints but none is usable."""
+    files = checkpoint.list_checkpoints(ckpt_dir)
+    skipped: list[str] = []
+    found = checkpoint.latest(ckpt_dir, warn=skipped.append, check=check_meta)
+    details = "".join(f"\n  {w}" for w in skipped)
+    if found is None and files and not required:
+        raise NCSNError(
+            f"{ckpt_dir}: none of its {len(files)} checkpoints is usable: move them away to "
+            "start this run afresh" + details
+        )
+    if found is None and required:
+        raise NCSNError(f"{ckpt_dir}: no usable checkpoint" + details)
+    for w in skipped:
+        log(w)
+    return found
+
+
 def load_run(
     run_dir: str | Path, *, ema: bool = True, device: str | torch.device = "cpu", log=print
 ):
@@ -196,16 +216,7 @@ def load_run(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise NCSNError(f"{run_dir}: run directory not found")
-    skipped: list[str] = []
-    found = checkpoint.latest(run_dir / "checkpoints", warn=skipped.append, check=check_meta)
-    if found is None:
-        raise NCSNError(
-            f"{run_dir}: no usable checkpoint in {run_dir / 'checkpoints'}"
-            + "".join(f"\n  {w}" for w in skipped)
-        )
-    for w in skipped:
-        log(w)
-    tensors, meta, path = found
+    tensors, meta, path = latest_good(run_dir / "checkpoints", log, required=True)
     cfg, sched = parse_meta(meta, path)
     shape = tuple(meta["data_shape"])
     model = model_for(cfg, shape, sched.sigmas, tensors, "ema." if ema else "model.", path)

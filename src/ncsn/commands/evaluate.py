@@ -1,12 +1,12 @@
 """``ncsn evaluate``: score samples against reference images with every metric we have.
 
-The samples come from a run directory (drawn here with annealed Langevin dynamics on the run's
-own ladder and step size, seeded, or read from ``RUN_DIR/samples/samples.npz`` with
-``--samples``) or from an ``.npz`` file. The reference is an ``.npz`` of images or a data config
-(a preset such as ``mnist`` plus ``--set`` overrides). The numbers come from
-:func:`ncsn.metrics.evaluate.evaluate`; the JSON names the feature extractor that produced them,
-since Fréchet distances from different extractors cannot be compared. ``ncsn classifier train``
-(the domain classifier behind ``--extractor classifier:PATH``) is registered from here too.
+The samples come from a run directory (drawn here, seeded, with any sampler through
+:func:`ncsn.samplers.run.draw` as ``ncsn sample`` draws them, or read from
+``RUN_DIR/samples/samples.npz`` with ``--samples``) or from an ``.npz`` file. The reference is
+an ``.npz`` of images or a data config (a preset such as ``mnist`` plus ``--set`` overrides). The
+numbers come from :func:`ncsn.metrics.evaluate.evaluate`; the JSON names the feature extractor
+that produced them, since Fréchet distances from different extractors cannot be compared. The
+domain classifier behind ``--extractor classifier:PATH`` comes from ``ncsn classifier train``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ncsn import config
+from ncsn.commands.common import add_sampler_args, check_at_least, config_path, sampler_options
+from ncsn.data import load_dataset
+from ncsn.data.arrays import load_array
+from ncsn.devices import resolve_device
 from ncsn.errors import NCSNError
+from ncsn.files import atomic_write_bytes
+from ncsn.metrics.evaluate import evaluate, load_extractor
+from ncsn.samplers import run
+from ncsn.training.state import load_run
+from ncsn.viz import quantize
 
 EXAMPLES = """examples:
   ncsn classifier train --config mnist --holdout 5000 --out clf.safetensors
@@ -31,8 +41,8 @@ EXAMPLES = """examples:
 """
 
 
-def add_parser(sub) -> None:
-    """Register ``ncsn evaluate`` and ``ncsn classifier``."""
+def add_parsers(sub) -> None:
+    """Register ``ncsn evaluate``."""
     q = sub.add_parser(
         "evaluate",
         help="sample-quality metrics (Fréchet distance, KID, precision/recall, …)",
@@ -84,13 +94,7 @@ def add_parser(sub) -> None:
     )
     q.add_argument("--n", type=int, default=1000, help="samples to draw from a run (1000)")
     q.add_argument("--seed", type=int, help="sampling seed (default: sample.seed of the run)")
-    q.add_argument("--steps", type=int, help="Langevin steps per level T (default: the run's)")
-    q.add_argument(
-        "--eps",
-        type=float,
-        help="step size ε, official convention (default: the run's for its own T, the NCSNv2 "
-        "rule's for another T, as in ncsn sample)",
-    )
+    add_sampler_args(q)
     q.add_argument("--batch-size", type=int, help="samples per batch (default: the run's)")
     q.add_argument("--device", default="auto", help="auto, cpu, cuda, … (default auto)")
     q.add_argument("--out", metavar="RESULTS.json", help="write the results here (else stdout)")
@@ -110,72 +114,9 @@ def add_parser(sub) -> None:
     )
     q.set_defaults(func=cmd_evaluate)
 
-    from ncsn.classifier_cmd import add_parser as add_classifier_parser
-
-    add_classifier_parser(sub)
-
-
-def draw_samples(
-    model,
-    sched,
-    shape: tuple[int, ...],
-    n: int,
-    *,
-    seed: int,
-    steps: int | None = None,
-    eps: float | None = None,
-    init: str = "uniform",
-    denoise_final: bool = True,
-    batch_size: int = 500,
-) -> tuple[torch.Tensor, dict]:
-    """``n`` images from annealed Langevin dynamics (Song & Ermon 2019, Alg. 1) on the run's
-    ladder, quantized to 8 bits as ``samples.npz`` stores them; and how they were drawn.
-
-    ``steps`` (T) defaults to the schedule's; ``eps`` (ε, official convention) to the run's for
-    its own T and, as ``ncsn sample`` does, the NCSNv2 rule's for another T (``ald_eps``).
-    """
-    from ncsn.samplers.by_name import ald_eps
-    from ncsn.samplers.langevin import annealed_langevin
-    from ncsn.viz import to_uint8
-
-    steps = sched.steps_per_level if steps is None else steps
-    eps = ald_eps(sched, steps, eps)
-    device = next(model.parameters()).device
-    gen = torch.Generator(device).manual_seed(seed)
-    start = time.perf_counter()
-    chunks = []
-    for i in range(0, n, batch_size):
-        x = annealed_langevin(
-            model,
-            (min(batch_size, n - i), *shape),
-            sched.sigmas,
-            generator=gen,
-            eps=eps,
-            n_steps_each=steps,
-            init=init,
-            denoise_final=denoise_final,
-        )
-        chunks.append(torch.from_numpy(to_uint8(x)))
-    images = torch.cat(chunks).permute(0, 3, 1, 2).float() / 255.0
-    info = {
-        "sampler": "ald",
-        "n": n,
-        "seed": seed,
-        "num_levels": len(sched.sigmas),
-        "steps_per_level": steps,
-        "step_size": eps,
-        "init": init,
-        "denoise_final": denoise_final,
-        "nfe": len(sched.sigmas) * steps + int(denoise_final),
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    return images, info
-
 
 def load_images(path: str | Path, what: str) -> torch.Tensor:
     """Images (N, C, H, W) in [0, 1] from an .npz/.npy file; ``what`` names them in errors."""
-    from ncsn.data.arrays import load_array
-
     if not Path(path).is_file():
         raise NCSNError(f"{what} {path}: file not found")
     ds = load_array(path)
@@ -185,17 +126,13 @@ def load_images(path: str | Path, what: str) -> torch.Tensor:
 
 
 def cmd_evaluate(args) -> None:
-    from ncsn.devices import resolve_device
-    from ncsn.metrics.evaluate import evaluate, load_extractor
-
     for name, value, least in [
         ("--n", args.n, 2),
         ("--k", args.k, 1),
         ("--kid-subsets", args.kid_subsets, 1),
         ("--kid-subset-size", args.kid_subset_size, 2),
     ]:
-        if value < least:
-            raise NCSNError(f"{name} {value}: expected an integer of at least {least}")
+        check_at_least(name, value, least)
     if args.set and not args.reference_config:
         raise NCSNError("--set overrides the --reference-config; there is none")
     source = Path(args.source)
@@ -213,35 +150,29 @@ def cmd_evaluate(args) -> None:
     if is_run and args.samples:
         path = source / "samples" / "samples.npz"
         samples, samples_info = load_images(path, "samples"), {"file": str(path)}
-        from ncsn import config
-
         run_cfg = config.load(source / "config.yaml")
     elif is_run:
-        from ncsn.train_state import load_run
-
         model, sched, run_cfg, meta = load_run(source, device=device, log=_stderr)
-        s = run_cfg.sample
-        samples, samples_info = draw_samples(
+        opts = sampler_options(args, run_cfg)
+        samples, samples_info = run.draw(
             model,
             sched,
-            tuple(meta["data_shape"]),
             args.n,
-            seed=s.seed if args.seed is None else args.seed,
+            tuple(meta["data_shape"]),
+            seed=run_cfg.sample.seed if args.seed is None else args.seed,
+            batch_size=args.batch_size or run_cfg.sample.batch_size,
+            sampler=args.sampler,
             steps=args.steps,
-            eps=args.eps,
-            init=s.init,
-            denoise_final=s.denoise_final,
-            batch_size=args.batch_size or s.batch_size,
+            opts=opts,
         )
-        samples_info["checkpoint"] = meta["path"]
-        samples_info["step"] = meta["step"]
+        # Scored as ``samples.npz`` would store them: quantized to 8 bits.
+        samples = quantize(samples)
+        samples_info |= {"checkpoint": meta["path"], "step": meta["step"]}
     else:
         samples, samples_info = load_images(source, "samples"), {"file": str(source)}
 
     train_images, train_info = None, None
     if args.train_images == "run":
-        from ncsn.data import load_dataset
-
         train_images = load_dataset(run_cfg.data, seed=run_cfg.train.seed).as_float()
         train_info = {"source": "the run's training data", "n": len(train_images)}
     elif args.train_images:
@@ -271,8 +202,6 @@ def cmd_evaluate(args) -> None:
     }
     text = json.dumps(result, indent=1, default=_jsonable)
     if args.out:
-        from ncsn.checkpoint import atomic_write_bytes
-
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(args.out, text.encode())
     print(summary(result), file=sys.stderr if not args.out else sys.stdout)
@@ -309,11 +238,9 @@ def _reference(args) -> tuple[torch.Tensor, dict]:
     if args.reference:
         images = load_images(args.reference, "--reference")
         return images, {"source": args.reference, "n": len(images)}
-    from ncsn import config
-    from ncsn.cli import _config_path
-    from ncsn.data import load_dataset
-
-    cfg = config.load(_config_path(args.reference_config), list(args.set or []))
+    cfg = config.load(
+        config_path(args.reference_config, "--reference-config"), list(args.set or [])
+    )
     ds = load_dataset(cfg.data, seed=cfg.train.seed)
     if not ds.is_image:
         raise NCSNError(f"--reference-config {args.reference_config}: the data are not images")

@@ -16,8 +16,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ncsn.checkpoint import atomic_write_bytes
 from ncsn.data.toy import GaussianMixture, SampledToy
+from ncsn.files import atomic_write_bytes
 from ncsn.viz import save_gif
 
 TARGET = 0.05

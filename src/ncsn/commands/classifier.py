@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 
+from ncsn import config
+from ncsn.commands.common import check_at_least, check_positive, load_config
+from ncsn.data import load_dataset
 from ncsn.errors import NCSNError
+from ncsn.metrics.classifier import save_classifier, train_classifier
 
 
-def add_parser(sub) -> None:
+def add_parsers(sub) -> None:
     """Register ``ncsn classifier`` with its ``train`` action."""
     q = sub.add_parser(
         "classifier",
@@ -55,11 +59,6 @@ def add_parser(sub) -> None:
 
 
 def cmd_classifier_train(args) -> None:
-    from ncsn import config
-    from ncsn.cli import _config_path
-    from ncsn.data import load_dataset
-    from ncsn.metrics.classifier import save_classifier, train_classifier
-
     for name, value, least in [
         ("--steps", args.steps, 1),
         ("--batch-size", args.batch_size, 1),
@@ -67,11 +66,9 @@ def cmd_classifier_train(args) -> None:
         ("--hidden", args.hidden, 1),
         ("--holdout", args.holdout, 0),
     ]:
-        if value < least:
-            raise NCSNError(f"{name} {value}: expected an integer of at least {least}")
-    if not args.lr > 0:
-        raise NCSNError(f"--lr {args.lr}: expected a positive number")
-    cfg = config.load(_config_path(args.config), list(args.set or []))
+        check_at_least(name, value, least)
+    check_positive("--lr", args.lr)
+    cfg = load_config(args)
     ds = load_dataset(cfg.data, seed=cfg.train.seed)
     if not ds.is_image:
         raise NCSNError(

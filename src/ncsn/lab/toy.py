@@ -16,16 +16,18 @@ technique-4 ε"); ε = 1e-3 still gives an NCSNv2 Eq. 7 variance ratio of 1.05.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from ncsn import config
-from ncsn.data.toy import TOY_NAMES, GaussianMixture, SampledToy, load_toy, make_toy
+from ncsn.data.toy import GaussianMixture, SampledToy, load_toy, make_toy
 from ncsn.errors import NCSNError
+from ncsn.lab import plots
 from ncsn.samplers.langevin import annealed_langevin, initial_noise
+from ncsn.training.loop import train
+from ncsn.training.state import load_run
 
 TOY_N = 10000
 SIGMA_MIN = 0.1
@@ -187,10 +189,6 @@ def run_toy(
     Returns the path of every file written, by name. The pictures that need the exact score (the
     error per σ, the exact field, the weights) are skipped, with a message, for sample-only presets.
     """
-    from ncsn import toy_plots
-    from ncsn.train import train
-    from ncsn.train_state import load_run
-
     if particles < 1:
         raise NCSNError(f"--particles {particles}: expected a positive integer")
     out = Path(out)
@@ -209,8 +207,8 @@ def run_toy(
         paths[name] = out / name
         return paths[name]
 
-    toy_plots.save_density(toy, lim, put("density.png"), generator=generator)
-    toy_plots.save_score_field(
+    plots.save_density(toy, lim, put("density.png"), generator=generator)
+    plots.save_score_field(
         model,
         exact,
         field_sigmas,
@@ -227,8 +225,8 @@ def run_toy(
         errors = relative_score_error(
             model, exact, sched.sigmas, n=ERROR_POINTS, generator=generator
         )
-        toy_plots.save_score_error(sched.sigmas, {objective: errors}, put("score_error.png"))
-        toy_plots.save_json(
+        plots.save_score_error(sched.sigmas, {objective: errors}, put("score_error.png"))
+        plots.save_json(
             {
                 "preset": preset,
                 "objective": objective,
@@ -249,12 +247,12 @@ def run_toy(
         generator=generator,
         frames=GIF_FRAMES,
     )
-    toy_plots.save_langevin_gif(frames, lim, put("langevin.gif"))
-    toy_plots.save_samples(x, toy.sample(particles, generator), lim, put("samples.png"))
+    plots.save_langevin_gif(frames, lim, put("langevin.gif"))
+    plots.save_samples(x, toy.sample(particles, generator), lim, put("samples.png"))
     if exact is not None:
         weights = recovered_weights(exact, x)
-        toy_plots.save_weights(exact.weights, weights, put("weights.png"))
-        toy_plots.save_json(
+        plots.save_weights(exact.weights, weights, put("weights.png"))
+        plots.save_json(
             {
                 "preset": preset,
                 "assignment": "argmax_k p(k | x) at sigma = 0",
@@ -288,76 +286,3 @@ def _check_reusable(cfg: config.Config) -> None:
             f"{cfg.run_dir} holds a toy run with other settings (preset, objective or seed); "
             "choose another --out or delete that folder"
         )
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run on one intra-op thread: the toy MLP gains nothing from more, and on a shared CPU
-    spinning threads can make training several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def add_parser(sub) -> None:
-    """Register the ``toy`` subcommand on the CLI's subparsers."""
-    q = sub.add_parser(
-        "toy",
-        help="train on a 2-D toy and compare the learned score with the exact one",
-        description="Train a small MLP NCSN on a 2-D toy distribution (under a minute on one "
-        "CPU core for the mixtures, about 80 s for the sample-only presets), then draw: "
-        "density.png (exact log-density, or a histogram of samples), "
-        "score_field.png (learned score field next to the exact one at 4 noise levels), "
-        "score_error.png/.json (relative error E|s_θ − s*|²/E|s*|² at every level), "
-        "langevin.gif and samples.png (annealed Langevin particles, noise to data), and "
-        "weights.png/.json (mixture weights recovered by the particles next to the true "
-        "ones). Pictures that need the exact score are skipped for the sample-only presets. "
-        "Rerunning with the same --out reuses the trained run (a larger --steps resumes it).",
-    )
-    q.add_argument(
-        "--preset",
-        default="mixture",
-        help="toy distribution: " + ", ".join(TOY_NAMES) + " (the last two are sample-only; "
-        "default: mixture)",
-    )
-    q.add_argument(
-        "--steps",
-        type=int,
-        help="training steps (default: "
-        + ", ".join(f"{n} for {name}" for name, n in DEFAULT_STEPS.items())
-        + "); a larger value resumes a finished run",
-    )
-    q.add_argument(
-        "--objective",
-        choices=["dsm", "ssm"],
-        default="dsm",
-        help="denoising (default) or sliced score matching",
-    )
-    q.add_argument(
-        "--seed", type=int, default=0, help="seed of data, weights and sampling (default 0)"
-    )
-    q.add_argument(
-        "--particles", type=int, default=2000, help="Langevin particles to draw (default 2000)"
-    )
-    q.add_argument("--out", help="output folder; the run goes to OUT/run (default runs/toy-PRESET)")
-    q.add_argument("--no-progress", action="store_true", help="no progress bar")
-    q.set_defaults(func=_cmd_toy)
-
-
-def _cmd_toy(args) -> None:
-    out = Path(args.out) if args.out else Path("runs") / f"toy-{args.preset}"
-    with _one_thread():
-        paths = run_toy(
-            args.preset,
-            out,
-            steps=args.steps,
-            objective=args.objective,
-            seed=args.seed,
-            particles=args.particles,
-            progress=not args.no_progress,
-        )
-    for name, path in paths.items():
-        print(f"wrote {name}: {path}")

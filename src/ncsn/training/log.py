@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from ncsn import checkpoint
+from ncsn import files
 
 CSV_FIELDS = ["step", "loss", "lr", "grad_norm", "skipped", "steps_per_s", "elapsed_s"]
 
@@ -27,7 +27,7 @@ def open_metrics(path: Path, step: int, log):
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    checkpoint.atomic_write_bytes(path, buf.getvalue().encode())
+    files.atomic_write_bytes(path, buf.getvalue().encode())
     return open(path, "a", newline="")
 
 

@@ -1,0 +1,1 @@
+"""One module per `ncsn X` command; only ncsn.cli imports them."""

@@ -1,0 +1,137 @@
+"""What the commands share: the config-or-preset path, ``--config``/``--set``, argument checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ncsn import config
+from ncsn.errors import NCSNError
+from ncsn.samplers import run
+
+PRESETS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+def config_path(name: str | None, flag: str = "--config") -> Path | None:
+    """A config file path, or a preset name such as ``digits`` (from ncsn/configs)."""
+    if name is None:
+        return None
+    path = Path(name)
+    if path.exists() or path.suffix in (".yaml", ".yml"):
+        return path
+    preset = PRESETS / f"{name}.yaml"
+    if preset.exists():
+        return preset
+    raise NCSNError(
+        f"{flag} {name!r}: no such file, nor a preset (presets: {', '.join(preset_names())})"
+    )
+
+
+def load_config(args) -> config.Config:
+    """The config of ``--config`` with the ``--set`` overrides (and ``--run-dir``, if any)."""
+    overrides = list(args.set or [])
+    if getattr(args, "run_dir", None):
+        overrides.append(f"run_dir={args.run_dir}")
+    return config.load(config_path(args.config), overrides)
+
+
+def add_config_args(q, what: str = "override a config value") -> None:
+    """``--config`` (file or preset) and repeatable ``--set KEY=VALUE``."""
+    q.add_argument(
+        "--config",
+        "-c",
+        help="YAML config file, or a preset name: "
+        + ", ".join(preset_names())
+        + " (default: built-in defaults, the digits data)",
+    )
+    q.add_argument(
+        "--set",
+        "-s",
+        action="append",
+        metavar="KEY=VALUE",
+        help=f"{what}, e.g. --set train.steps=2000 (repeatable; values are parsed as YAML)",
+    )
+
+
+def check_at_least(flag: str, value, least: int) -> None:
+    """An NCSNError naming ``flag`` unless ``value`` (when given) is at least ``least``."""
+    if value is not None and not value >= least:
+        raise NCSNError(f"{flag} {value}: expected an integer of at least {least}")
+
+
+def check_positive(flag: str, value) -> None:
+    """An NCSNError naming ``flag`` unless ``value`` (when given) is a positive number."""
+    if value is not None and not value > 0:
+        raise NCSNError(f"{flag} {value}: expected a positive number")
+
+
+def add_sampler_args(q) -> None:
+    """``--sampler``, ``--steps`` and every sampler's options; defaults from
+    :mod:`ncsn.samplers.run`'s options dataclasses (stated there once)."""
+    pc, churn = run.PC(), run.Churn()
+    q.add_argument("--sampler", choices=run.SAMPLERS, default="ald", help="default ald")
+    q.add_argument(
+        "--steps",
+        type=int,
+        help="ald: Langevin steps per level T (ε follows the NCSNv2 rule for it; default the "
+        "run's T); pc: noise levels N (default the run's L); ode/churn: N (default "
+        f"{run.ODE_STEPS})",
+    )
+    q.add_argument(
+        "--eps",
+        type=float,
+        help="ald step size ε, official convention (default: the run's for its own T, the "
+        "NCSNv2 rule's for another T)",
+    )
+    q.add_argument(
+        "--levels",
+        type=int,
+        help="ald: sample on a geometric ladder of this many levels between the run's σ₁ and "
+        "σ_L (ε by the NCSNv2 rule for its γ and T) instead of the training ladder",
+    )
+    q.add_argument("--init", choices=["uniform", "gaussian"], help="ald starting noise")
+    q.add_argument("--no-denoise", action="store_true", help="skip the final denoising step")
+    q.add_argument(
+        "--correctors",
+        type=int,
+        default=pc.correctors,
+        help=f"pc: corrector steps M ({pc.correctors})",
+    )
+    q.add_argument("--snr", type=float, default=pc.snr, help=f"pc: signal-to-noise r ({pc.snr})")
+    q.add_argument(
+        "--rho", type=float, default=churn.rho, help=f"ode/churn: σ spacing ρ ({churn.rho})"
+    )
+    for name in ("s_churn", "s_min", "s_max", "s_noise"):
+        value = getattr(churn, name)
+        flag = "--" + name.replace("_", "-")
+        label = "S_" + name[2:]
+        q.add_argument(flag, type=float, default=value, help=f"churn: {label} ({value})")
+
+
+def sampler_options(args, cfg: config.Config):
+    """The options dataclass of ``args.sampler`` from the sampler flags (and the run's
+    ``sample.init``), checked."""
+    check_at_least("--steps", args.steps, 1)
+    check_at_least("--levels", args.levels, 1)
+    check_at_least("--correctors", args.correctors, 0)
+    check_positive("--eps", args.eps)
+    check_positive("--snr", args.snr)
+    if not 1 <= args.rho <= 1000:  # ρ = 1: uniform in σ; Karras et al. use 7
+        raise NCSNError(f"--rho {args.rho}: expected a number between 1 and 1000")
+    return run.options(
+        args.sampler,
+        eps=args.eps,
+        init=args.init or cfg.sample.init,
+        denoise_final=not args.no_denoise,
+        levels=args.levels,
+        correctors=args.correctors,
+        snr=args.snr,
+        rho=args.rho,
+        s_churn=args.s_churn,
+        s_min=args.s_min,
+        s_max=args.s_max,
+        s_noise=args.s_noise,
+    )

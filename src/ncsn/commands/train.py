@@ -1,0 +1,154 @@
+"""``ncsn train``, ``ncsn schedule``, ``ncsn info`` and ``ncsn bands``: a run and its ladder."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import torch
+
+from ncsn import schedule
+from ncsn.commands.common import add_config_args, check_at_least, load_config
+from ncsn.data import load_dataset
+from ncsn.devices import resolve_device
+from ncsn.errors import NCSNError
+from ncsn.nets.experts import split_by_loss
+from ncsn.objectives import dsm_per_level
+from ncsn.training import state
+from ncsn.training.distributed import world
+from ncsn.training.loop import train
+
+
+def cmd_train(args) -> None:
+    cfg = load_config(args)
+    summary = train(cfg, progress=not args.no_progress)
+    if world().main:
+        print(f"trained to step {summary['step']}; run directory: {summary['run_dir']}")
+
+
+def cmd_schedule(args) -> None:
+    cfg = load_config(args)
+    needs = schedule.needs_data(cfg.schedule)
+    data = load_dataset(cfg.data, seed=cfg.train.seed) if needs else None
+    if data is not None:
+        print(f"data: {data.name}, {len(data)} examples of shape {data.shape}")
+    sched = schedule.resolve(cfg.schedule, data.as_float() if data is not None else None)
+    print(sched.describe())
+    if args.list:
+        print("sigmas: " + ", ".join(f"{s:.6g}" for s in sched.sigmas))
+
+
+def cmd_info(args) -> None:
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise NCSNError(f"{run_dir}: run directory not found")
+    _, meta, path = state.latest_good(run_dir / "checkpoints", print, required=True)
+    cfg, sched = state.parse_meta(meta, path)
+    print(f"run directory: {run_dir}")
+    print(f"latest checkpoint: {path} (step {meta['step']} of {cfg.train.steps})")
+    print(
+        f"data: {meta.get('data_name', cfg.data.name)}, examples of shape "
+        f"{tuple(meta['data_shape'])}"
+    )
+    params = meta.get("parameters")
+    print(
+        f"model: {cfg.model.net}, parameterization {cfg.model.parameterization}"
+        + (f", {params:,} parameters" if isinstance(params, int) else "")
+    )
+    print(f"objective: {cfg.train.objective}, λ(σ) = σ^{cfg.train.loss_power}")
+    print(sched.describe())
+    last = _last_logged(run_dir / "metrics.csv")
+    if last is not None:
+        print(f"last logged: step {last[0]}, loss {last[1]:.5g}, {last[2]:.2f} steps/s")
+    if args.json:
+        print(json.dumps(meta, indent=1))
+
+
+def _last_logged(path: Path) -> tuple[int, float, float] | None:
+    """(step, loss, steps/s) of the last whole row of metrics.csv (a crash can leave a
+    half-written last row)."""
+    last = None
+    if path.exists():
+        with open(path, newline="", errors="replace") as f:
+            try:
+                for row in csv.DictReader(f):
+                    try:
+                        last = (int(row["step"]), float(row["loss"]), float(row["steps_per_s"]))
+                    except (KeyError, TypeError, ValueError):
+                        continue
+            except csv.Error:
+                pass
+    return last
+
+
+def cmd_bands(args) -> None:
+    check_at_least("--experts", args.experts, 2)
+    check_at_least("--examples", args.examples, 1)
+    model, sched, cfg, _ = state.load_run(args.run_dir, device=resolve_device(args.device))
+    data = load_dataset(cfg.data, seed=cfg.train.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    index = torch.randperm(len(data), generator=gen)[: args.examples]
+    x = data.batch(index, generator=gen, dequantize=cfg.data.dequantize, hflip=False)
+    x = x.to(next(model.parameters()).device)
+    with torch.inference_mode():
+        losses = dsm_per_level(model, x, sched.sigmas, generator=gen, power=cfg.train.loss_power)
+    starts = split_by_loss(losses, args.experts)
+    total = sum(losses)
+    for i, (sigma, loss) in enumerate(zip(sched.sigmas, losses, strict=True)):
+        band = sum(i >= s for s in starts) - 1
+        print(
+            f"level {i:3d}  σ = {sigma:<10.4g} loss {loss:10.4g} ({loss / total:6.1%}) band {band}"
+        )
+    print(f"model.expert_bands={starts}")
+
+
+def add_parsers(sub) -> None:
+    """Register train, schedule, info and bands."""
+    q = sub.add_parser(
+        "train",
+        help="train a model (resumes from the run's latest checkpoint)",
+        description="Train an NCSN. If the run directory already has checkpoints, "
+        "training resumes from the latest one (same data/model/schedule settings "
+        "required); raise train.steps to train longer.",
+    )
+    add_config_args(q)
+    q.add_argument("--run-dir", help="where checkpoints, previews and logs go (config run_dir)")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_train)
+
+    q = sub.add_parser(
+        "schedule",
+        help="print the noise ladder and step size a config gives",
+        description="Resolve σ₁, γ, L and ε (automatic rules of NCSNv2 where the "
+        "config says 'auto') and say how each was obtained.",
+    )
+    add_config_args(q)
+    q.add_argument("--list", action="store_true", help="also print every σ of the ladder")
+    q.set_defaults(func=cmd_schedule)
+
+    q = sub.add_parser(
+        "info",
+        help="summarise a run directory",
+        description="Print what a run holds: latest checkpoint and step, data, "
+        "model and parameter count, objective, noise ladder and step size, and the "
+        "last logged loss and speed.",
+    )
+    q.add_argument("run_dir", help="run directory written by `ncsn train`")
+    q.add_argument("--json", action="store_true", help="also print the checkpoint metadata")
+    q.set_defaults(func=cmd_info)
+
+    q = sub.add_parser(
+        "bands",
+        help="split the noise ladder into expert bands of equal loss",
+        description="Measure a trained run's DSM loss at every level (EMA weights, --examples "
+        "training examples, the same noise at every level) and print the band starts that "
+        "give each of --experts networks an equal share of it, as a model.expert_bands "
+        "setting for a new run with model.experts = K.",
+    )
+    q.add_argument("run_dir", help="run directory written by `ncsn train`")
+    q.add_argument("--experts", type=int, required=True, help="number of bands K")
+    q.add_argument("--examples", type=int, default=512, help="training examples (default 512)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda, … (default auto)")
+    q.set_defaults(func=cmd_bands)

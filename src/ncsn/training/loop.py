@@ -1,0 +1,437 @@
+"""The training loop: Adam, EMA, gradient clipping, checkpoints, previews, logs, resume.
+
+Read top to bottom: :func:`train` loads the data and takes the run directory's lock;
+:func:`_start` restores the latest good checkpoint if there is one and sets up (schedule, model,
+optimizer); :func:`_loop` then repeats batch → :func:`_step` (loss, clipping, guarded optimizer
+step, EMA) → log / :func:`_save` / preview, and :func:`_roll_back` after non-finite steps.
+
+Run directory layout: ``.lock`` (while training), ``config.yaml`` (resolved), ``schedule.json``,
+``checkpoints/``, ``previews/``, ``metrics.csv`` and ``tb/`` (TensorBoard, when installed).
+Failures and what they can cost are described in docs/conventions.md, "Failures and recovery".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ncsn import checkpoint, config, files, fokker_planck, progress, schedule
+from ncsn.data import load_dataset
+from ncsn.data.dataset import Dataset
+from ncsn.devices import check_compile, resolve_device
+from ncsn.errors import NCSNError
+from ncsn.model import ScoreModel, build_model, count_parameters
+from ncsn.nets import experts
+from ncsn.objectives import dsm_loss, ssm_loss
+from ncsn.samplers.langevin import annealed_langevin
+from ncsn.training import distributed, lock, optim, state
+from ncsn.training import log as train_log
+from ncsn.training.guard import Guard
+from ncsn.viz import save_grid, save_scatter
+
+MAX_ROLLBACKS = 10  # then the run stops: the learning rate has been divided by ~1000 already
+_SCAN_EVERY = 1024  # read the guard's flags at least this often, whatever log_every is
+
+
+def preview(model: ScoreModel, sched: schedule.Schedule, shape, n: int, seed: int, path: Path):
+    """Draw ``n`` samples with annealed Langevin (fixed seed) and save a grid or scatter plot."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device).manual_seed(seed)
+    init = "uniform" if len(shape) == 3 else "gaussian"
+    x = annealed_langevin(
+        model,
+        (n, *shape),
+        sched.sigmas,
+        generator=gen,
+        eps=sched.step_size,
+        n_steps_each=sched.steps_per_level,
+        init=init,
+    )
+    (save_grid if len(shape) == 3 else save_scatter)(x, path)
+
+
+def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
+    """Train (or resume) the run in ``cfg.run_dir``; returns a summary dict."""
+    t = cfg.train
+    w = distributed.world()
+    device = resolve_device(t.device)
+    if device.type == "cuda" and w.size > 1:
+        device = torch.device("cuda", w.local_rank)
+    if t.compile:  # before anything is written
+        check_compile(device, "train.compile = true")
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True)
+    data = load_dataset(cfg.data, seed=t.seed)
+    if t.batch_size > len(data):
+        raise NCSNError(
+            f"train.batch_size = {t.batch_size}: larger than the data set ({len(data)} examples)"
+        )
+    if t.batch_size % (w.size * t.grad_accum):
+        raise NCSNError(
+            f"train.batch_size = {t.batch_size}: expected a multiple of the number of processes "
+            f"({w.size}) × train.grad_accum ({t.grad_accum})"
+        )
+    if not w.main:
+        log, progress = (lambda *_: None), False
+    held = lock.hold(cfg.run_dir) if w.main else contextlib.nullcontext()
+    with distributed.process_group(w, device), held:
+        try:
+            run = _start(cfg, data, device, log, w)
+            return _loop(run, progress)
+        except (torch.OutOfMemoryError, MemoryError) as e:
+            raise _out_of_memory(cfg, device, e) from None
+        except RuntimeError as e:
+            if "can't allocate memory" not in str(e):
+                raise
+            raise _out_of_memory(cfg, device, e) from None
+
+
+def _out_of_memory(cfg: config.Config, device: torch.device, e: BaseException) -> NCSNError:
+    return NCSNError(
+        f"out of memory on {device} with train.batch_size = {cfg.train.batch_size} "
+        f"({type(e).__name__}): lower train.batch_size (or the model size, e.g. model.channels) "
+        "and rerun; training resumes from the last checkpoint"
+    )
+
+
+def _fault(step: int, loss: torch.Tensor, model: ScoreModel, ema: ScoreModel) -> torch.Tensor:
+    """Test seam, called once per step with the loss: returns it unchanged. Tests replace it to
+    inject a NaN, corrupt weights or raise an error at a chosen step."""
+    return loss
+
+
+@dataclass
+class _Run:
+    """Everything one training run holds; the phase functions below take and update it."""
+
+    cfg: config.Config
+    data: Dataset
+    device: torch.device
+    world: distributed.World
+    log: object
+    sched: schedule.Schedule
+    model: ScoreModel
+    ema: ScoreModel
+    net: torch.nn.Module  # the model as the loss calls it (DDP and/or compiled)
+    opt: torch.optim.Optimizer
+    data_gen: torch.Generator
+    noise_gen: torch.Generator
+    guard: Guard
+    sigmas: torch.Tensor  # the levels training draws from (one expert's band with train.band)
+    layout: torch.memory_format
+    step: int
+    initial: tuple | None  # the rollback target until the first checkpoint exists
+
+    def __post_init__(self) -> None:
+        self.params = list(self.model.parameters())
+        self.ema_params = list(self.ema.parameters())
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return Path(self.cfg.run_dir) / "checkpoints"
+
+
+def _start(
+    cfg: config.Config, data: Dataset, device: torch.device, log, w: distributed.World
+) -> _Run:
+    """Housekeeping, the resume point, schedule, model, EMA, optimizer and generators."""
+    t = cfg.train
+    run_dir = Path(cfg.run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    if w.main:  # housekeeping first, then every rank reads the same checkpoint
+        for folder in (run_dir, ckpt_dir):
+            if n := files.remove_stale_temporaries(folder):
+                log(f"removed {n} temporary files left by an interrupted run in {folder}")
+        found = _resume_point(cfg, data, ckpt_dir, log)
+    distributed.barrier(w)
+    if not w.main:
+        found = _resume_point(cfg, data, ckpt_dir, log, set_aside=False)
+    if found is not None:
+        sched = state.parse_meta(found[1], found[2])[1]
+    else:
+        needs = schedule.needs_data(cfg.schedule)
+        sched = schedule.resolve(cfg.schedule, data.as_float() if needs else None)
+
+    torch.manual_seed(t.seed)
+    model = build_model(cfg.model, data.shape, sched.sigmas).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    if w.rank:  # per-rank stream for dropout, derived from the run seed
+        torch.manual_seed(t.seed + 7919 * w.rank)
+    opt = optim.adam(model.parameters(), t)
+    data_gen = torch.Generator().manual_seed(t.seed + 1)
+    noise_gen = torch.Generator(device).manual_seed(t.seed + 2)
+    guard = Guard()
+    step, initial = 0, None
+    if found is not None:
+        tensors, meta, path = found
+        state.restore(tensors, meta, path, model, ema, opt, data_gen, noise_gen)
+        guard.load(meta.get("nonfinite", {}), path)
+        step = meta["step"]
+        log(f"resumed from {path} at step {step}")
+    else:
+        tensors, extra = state.collect(model, ema, opt, data_gen, noise_gen)
+        initial = ({k: v.detach().clone().cpu() for k, v in tensors.items()}, extra)
+
+    if w.main:
+        files.atomic_write_bytes(run_dir / "config.yaml", config.dumps(cfg).encode())
+        files.atomic_write_bytes(
+            run_dir / "schedule.json", json.dumps(sched.to_dict(), indent=1).encode()
+        )
+    log(f"data: {data.name}, {len(data)} examples of shape {data.shape}")
+    log(f"model: {cfg.model.net}, {count_parameters(model):,} parameters, device {device}")
+    if w.size > 1:
+        log(
+            f"distributed: {w.size} processes, global batch {t.batch_size}, "
+            f"{t.batch_size // (w.size * t.grad_accum)} per process and micro-step"
+        )
+    log(sched.describe())
+
+    layout = torch.preserve_format
+    if t.channels_last and len(data.shape) == 3:
+        layout = torch.channels_last
+        model.to(memory_format=layout)
+    # DDP averages the gradients over ranks; the objectives call net(x, σ), i.e. its forward.
+    # (with experts, a batch or a band may leave an expert without examples: unused parameters)
+    net = (
+        torch.nn.parallel.DistributedDataParallel(
+            model, find_unused_parameters=cfg.model.experts > 1
+        )
+        if w.size > 1
+        else model
+    )
+    if t.compile:
+        net = torch.compile(net)  # the C++ compiler was checked in train()
+
+    sigmas = sched.tensor(device)
+    if t.band is not None:  # one expert at a time: only its levels are drawn, so only it learns
+        starts = experts.band_starts(cfg.model.expert_bands, cfg.model.experts, len(sigmas))
+        sigmas = sigmas[experts.band_slices(starts, len(sigmas))[t.band]]
+        log(f"training expert {t.band} alone: levels σ = {sigmas[0]:.4g} … {sigmas[-1]:.4g}")
+    if t.fp_weight > 0 and (len(sigmas) < 2 or w.size > 1):
+        raise NCSNError(
+            f"train.fp_weight = {t.fp_weight}: the Fokker–Planck regulariser needs at least two "
+            f"noise levels (here {len(sigmas)}) and one process (here {w.size}); set it to 0"
+        )
+    return _Run(
+        cfg, data, device, w, log, sched, model, ema, net, opt, data_gen, noise_gen, guard,
+        sigmas, layout, step, initial,
+    )  # fmt: skip
+
+
+def _step(run: _Run, ema_rate: torch.Tensor, max_norm: float) -> tuple[torch.Tensor, float]:
+    """One optimizer step on a fresh global batch: returns (gradient norm, learning rate).
+
+    The global batch is drawn the same on every rank; each rank takes its micro-batches. The
+    guard's skip flag stays on the device and gates the optimizer and the EMA (no host sync).
+    """
+    cfg, t, w, step = run.cfg, run.cfg.train, run.world, run.step
+    micro = t.batch_size // (w.size * t.grad_accum)
+    index = torch.randint(len(run.data), (t.batch_size,), generator=run.data_gen)
+    x = run.data.batch(
+        index, generator=run.data_gen, dequantize=cfg.data.dequantize, hflip=cfg.data.hflip
+    )
+    parts = x.view(w.size, t.grad_accum, micro, *x.shape[1:])[w.rank]
+    lr = t.lr * run.guard.lr_scale * (min(1.0, (step + 1) / t.warmup) if t.warmup else 1.0)
+    for group in run.opt.param_groups:
+        group["lr"] = lr
+    run.opt.zero_grad(set_to_none=True)
+    noise_state = run.noise_gen.get_state() if t.grad_accum > 1 else None
+    loss = torch.zeros((), device=run.device)
+    for k in range(t.grad_accum):
+        if noise_state is not None:  # every micro-step slices the same global draws
+            run.noise_gen.set_state(noise_state)
+        xk = parts[k].to(run.device, non_blocking=True, memory_format=run.layout)
+        sync = k == t.grad_accum - 1 or w.size == 1
+        with (
+            contextlib.nullcontext() if sync else run.net.no_sync(),
+            torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16"),
+        ):
+            part = _loss(run, xk, shard=(w.rank * t.grad_accum + k, w.size * t.grad_accum))
+            part = _fault(step, part, run.model, run.ema) / t.grad_accum
+            part.backward()
+        loss = loss + part.detach()
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.params, max_norm)
+    skip = run.guard.flag(loss, grad_norm)  # on the device: no host sync
+    optim.optimizer_step(run.opt, skip)
+    if t.ema_warmup:  # tf.train.ExponentialMovingAverage's num_updates rule
+        ema_rate.fill_(1.0 - min(t.ema, (1 + step) / (10 + step)))
+    optim.ema_update(run.ema_params, run.params, ema_rate, skip)
+    run.step += 1
+    return grad_norm, lr
+
+
+def _loss(run: _Run, x: torch.Tensor, shard: tuple[int, int]) -> torch.Tensor:
+    """The objective (DSM or SSM) on one micro-batch, plus the Fokker–Planck term if asked."""
+    t = run.cfg.train
+    if t.objective == "dsm":
+        loss = dsm_loss(
+            run.net, x, run.sigmas, generator=run.noise_gen, power=t.loss_power, shard=shard
+        )
+    else:
+        loss = ssm_loss(
+            run.net, x, run.sigmas, generator=run.noise_gen, power=t.loss_power,
+            projections=t.ssm_projections, shard=shard,
+        )  # fmt: skip
+    if t.fp_weight > 0:  # in fp32: it differentiates the network twice
+        with torch.autocast(run.device.type, enabled=False):
+            fp = fokker_planck.regulariser(
+                run.model,  # not the compiled net: compile has no double backward
+                x[: t.fp_examples],
+                run.sigmas,
+                generator=run.noise_gen,
+                probes=t.fp_probes,
+            )
+        loss = loss + t.fp_weight * fp
+    return loss
+
+
+def _save(run: _Run) -> None:
+    """Write the checkpoint of ``run.step`` (rank 0) and prune old ones; NonFiniteError if any
+    tensor holds a NaN or an infinity (every rank decides the same)."""
+    tensors, extra = state.collect(run.model, run.ema, run.opt, run.data_gen, run.noise_gen)
+    meta = {
+        "step": run.step,
+        "config": config.to_dict(run.cfg),
+        "schedule": run.sched.to_dict(),
+        "data_shape": list(run.data.shape),
+        "data_name": run.data.name,
+        "parameters": count_parameters(run.model),
+        "nonfinite": run.guard.state(),
+    } | extra
+    path = checkpoint.path_for(run.ckpt_dir, run.step)
+    if not run.world.main:  # same weights on every rank: the same decision, no file
+        checkpoint.check_finite(tensors, path)
+        return
+    run.ckpt_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(path, tensors, meta)
+    checkpoint.prune(run.ckpt_dir, run.cfg.train.keep_last)
+
+
+def _roll_back(run: _Run, reason: str) -> None:
+    """Restore the last good state (or the initial weights) and lower the learning rate."""
+    t, guard = run.cfg.train, run.guard
+    if guard.rollbacks >= MAX_ROLLBACKS:
+        raise NCSNError(
+            f"{reason}; still failing after {MAX_ROLLBACKS} rollbacks with the learning "
+            f"rate lowered to {t.lr * guard.lr_scale:.3g}: lower train.lr or "
+            "train.grad_clip, or check the data and the model settings"
+        )
+    back = checkpoint.latest(run.ckpt_dir, warn=run.log, check=state.check_meta)
+    if back is None and run.initial is None:
+        raise NCSNError(f"{reason}; and no usable checkpoint in {run.ckpt_dir} to roll back to")
+    tensors, meta, path = back if back is not None else (*run.initial, "the initial weights")
+    state.restore(
+        tensors, meta, Path(path), run.model, run.ema, run.opt, run.data_gen, run.noise_gen
+    )
+    guard.rolled_back(t.nonfinite_lr_factor)
+    run.step = meta.get("step", 0)
+    run.log(
+        f"warning: {reason}: rolled back to step {run.step} ({path}) and lowered the "
+        f"learning rate to {t.lr * guard.lr_scale:.3g} (× {t.nonfinite_lr_factor})"
+    )
+
+
+def _open_metrics(run: _Run):
+    path = Path(run.cfg.run_dir) / "metrics.csv"
+    if not run.world.main:
+        return open(os.devnull, "w")
+    return train_log.open_metrics(path, run.step, run.log)
+
+
+def _loop(run: _Run, show_progress: bool) -> dict:
+    """Train from ``run.step`` to ``train.steps``: step, log, checkpoint, preview, roll back."""
+    t, w, guard = run.cfg.train, run.world, run.guard
+    run_dir = Path(run.cfg.run_dir)
+    metrics_file = _open_metrics(run)
+    writer = train_log.tensorboard(run_dir / "tb") if w.main else None
+    max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")  # inf: measure, do not clip
+    ema_rate = torch.tensor(1.0 - t.ema, device=run.device)
+    bar = progress.bar(total=t.steps, initial=run.step, disable=not show_progress, unit="step")
+    window_start, window_step, start_time = time.perf_counter(), run.step, time.perf_counter()
+
+    def roll_back(reason: str) -> None:
+        nonlocal metrics_file, window_start, window_step
+        _roll_back(run, reason)
+        metrics_file.close()
+        metrics_file = _open_metrics(run)
+        bar.n = window_step = run.step
+        bar.refresh()
+        window_start = time.perf_counter()
+
+    run.model.train()
+    try:
+        while run.step < t.steps:
+            grad_norm, lr = _step(run, ema_rate, max_norm)
+            step = run.step
+            bar.update(1)
+
+            at_log = step % t.log_every == 0 or step == t.steps
+            at_checkpoint = step % t.checkpoint_every == 0 or step == t.steps
+            if at_log or at_checkpoint or guard.unread() >= _SCAN_EVERY:
+                longest, skipped = guard.read(step)
+                if skipped:
+                    run.log(
+                        f"warning: skipped {len(skipped)} step(s) with a non-finite loss or "
+                        f"gradient norm (steps {skipped[0]}–{skipped[-1]}; {guard.skipped} in "
+                        "this run)"
+                    )
+                if longest >= t.nonfinite_patience:
+                    roll_back(f"non-finite loss or gradient norm in {longest} consecutive steps")
+                    continue
+            if at_log:
+                now = time.perf_counter()
+                row = {
+                    "step": step,
+                    "loss": distributed.mean(w, guard.take_mean_loss(), run.device),
+                    "lr": lr,
+                    "grad_norm": float(grad_norm),
+                    "skipped": guard.skipped,
+                    "steps_per_s": (step - window_step) / (now - window_start),
+                    "elapsed_s": now - start_time,
+                }
+                train_log.write_row(metrics_file, row, writer)
+                bar.set_postfix(loss=f"{row['loss']:.4g}")
+                window_start, window_step = now, step
+            if at_checkpoint:
+                try:
+                    _save(run)
+                    distributed.barrier(w)  # a rollback on any rank reads complete files
+                except checkpoint.NonFiniteError as e:
+                    roll_back(str(e))
+                    continue
+                run.initial = None
+            if w.main and t.preview_every and (step % t.preview_every == 0 or step == t.steps):
+                (run_dir / "previews").mkdir(exist_ok=True)
+                run.ema.eval()
+                path = run_dir / "previews" / f"step-{step:08d}.png"
+                preview(run.ema, run.sched, run.data.shape, t.preview_n, t.seed, path)
+    finally:
+        bar.close()
+        metrics_file.close()
+        if writer is not None:
+            writer.close()
+    if guard.skipped:
+        run.log(f"{guard.skipped} steps skipped for non-finite values, {guard.rollbacks} rollbacks")
+    return {"step": run.step, "run_dir": str(run_dir), "parameters": count_parameters(run.model)}
+
+
+def _resume_point(cfg: config.Config, data: Dataset, ckpt_dir: Path, log, set_aside: bool = True):
+    """The checkpoint to resume from (None for a new run); newer unusable ones are set aside
+    (renamed ``*.corrupt``) when ``set_aside``."""
+    found = state.latest_good(ckpt_dir, log, required=False)
+    if found is None:
+        return None
+    paths = [p for _, p in checkpoint.list_checkpoints(ckpt_dir)]
+    later = paths[paths.index(found[2]) + 1 :]
+    for p in later if set_aside else []:
+        p.replace(p.with_name(p.name + ".corrupt"))
+        log(f"warning: set aside unusable checkpoint {p} as {p.name}.corrupt")
+    state.check_compatible(cfg, found[1], data.shape, found[2])
+    return found
