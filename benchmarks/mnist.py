@@ -3,7 +3,8 @@
 Data: the 10,000 MNIST test digits (``t10k`` files of ``--data``): the first 8,000 train the
 score models (and the domain classifier), the last 2,000 are held out as the reference. Each
 configuration (``paper`` = configs/mnist_paper.yaml, the RefineNet; ``default`` =
-configs/mnist.yaml, our U-Net) trains for ``--minutes`` of wall time, run by ``ncsn.train.train``
+configs/mnist.yaml, our U-Net) trains for ``--minutes`` of wall time, run by
+``ncsn.training.loop.train``
 in chunks that resume from the previous chunk's checkpoint; after each of ``--evals`` equal
 shares of the budget, ``--n-along`` samples are drawn (annealed Langevin, ``--eval-steps``
 steps per level) and scored with :func:`ncsn.metrics.evaluate.evaluate` in the features of a

@@ -2,8 +2,8 @@
 
 p = 1/5 N((−5, −5), I) + 4/5 N((5, 5), I) (Song & Ermon 2019, §3.2), whose σ-perturbed score
 s*(x, σ) = ∇ₓ log p_σ(x) is exact (:mod:`ncsn.data.toy`). Everything uses the toy ladder of
-:func:`ncsn.toy_experiment.toy_config` (σ₁ by NCSNv2 technique 1, σ_L = 0.1, L = 30, T = 100,
-ε = 1e-3) and the library's ``ncsn.train.train``.
+:func:`ncsn.lab.toy.toy_config` (σ₁ by NCSNv2 technique 1, σ_L = 0.1, L = 30, T = 100,
+ε = 1e-3) and the library's ``ncsn.training.loop.train``.
 
 a. The relative score error E‖s_θ − s*‖²/E‖s*‖² (x ~ p_σ, exact samples) at every level, for an
    MLP trained with DSM and one trained with sliced score matching for as many steps; target < 0.05.
@@ -243,7 +243,7 @@ def _train(
     cfg.train.loss_power = loss_power
     start = time.perf_counter()
     if linear:
-        # ncsn.train builds geometric ladders only; for this row it trains (and the run records)
+        # ncsn.training builds geometric ladders only; for this row it trains (and the run records)
         # the linear ladder with the same σ₁, σ_L, L and ε.
         with mock.patch.object(schedule, "resolve", _linear_resolve):
             train(cfg, progress=False, log=_quiet)

@@ -1,14 +1,14 @@
 """Experts and the Fokker–Planck regulariser on toy mixtures with exact scores (issue 8).
 
 For each preset, MLP score models trained with DSM on the toy ladder of
-:func:`ncsn.toy_experiment.toy_config` (σ₁ by NCSNv2 technique 1, σ_L = 0.1, L = 30), all for the
+:func:`ncsn.lab.toy.toy_config` (σ₁ by NCSNv2 technique 1, σ_L = 0.1, L = 30), all for the
 same number of steps and batch:
 - one network (the baseline: the toy MLP, 3 hidden layers of 128, σ embedding 32);
 - 2 and 4 experts over equal bands, each the baseline's size (K × the parameters);
 - 2 and 4 experts at the baseline's parameter count (narrower MLPs);
 - the baseline with the Fokker–Planck regulariser (``train.fp_weight`` 0.1 and 1).
 Each is scored by the relative score error E‖s_θ − s*‖²/E‖s*‖² at every level (x ~ p_σ, exact
-samples; :func:`ncsn.toy_experiment.relative_score_error`), reported as the mean and max over the
+samples; :func:`ncsn.lab.toy.relative_score_error`), reported as the mean and max over the
 levels and the mean over the five smallest and the five largest σ, with the wall time of training,
 and, for the regularised runs, the Fokker–Planck residual of the trained model next to the
 baseline's.

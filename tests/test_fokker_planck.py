@@ -7,7 +7,7 @@ import pytest
 import torch
 from tiny import TINY_UNET
 
-from ncsn import config
+from ncsn import checkpoint, config
 from ncsn.data.toy import GaussianMixture, OracleModel
 from ncsn.fokker_planck import regulariser, residual
 from ncsn.training.loop import train
@@ -67,7 +67,7 @@ def test_perturbed_score_has_a_clearly_larger_residual():
     assert scaled > 0.01 and scaled > 100 * exact, (exact, scaled)
 
 
-def test_regulariser_is_differentiable_and_zero_weight_leaves_training_unchanged(tmp_path):
+def test_regulariser_is_differentiable():
     net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.SiLU(), torch.nn.Linear(16, 2))
 
     def model(x, sigma):
@@ -93,6 +93,17 @@ def _run(tmp_path, name, extra):
         *extra,
     ]
     return config.load(None, sets)
+
+
+def test_zero_weight_leaves_training_unchanged(tmp_path):
+    """fp_weight = 0 with the other FP settings changed trains the same bytes as the defaults:
+    the term is neither computed nor allowed to draw from the training noise generator."""
+    train(_run(tmp_path, "zero", ["train.fp_weight=0", "train.fp_examples=4", "train.fp_probes=3"]),
+          progress=False, log=lambda m: None)  # fmt: skip
+    train(_run(tmp_path, "plain", []), progress=False, log=lambda m: None)
+    a = checkpoint.load(checkpoint.path_for(tmp_path / "zero" / "checkpoints", 6))[0]
+    b = checkpoint.load(checkpoint.path_for(tmp_path / "plain" / "checkpoints", 6))[0]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_training_with_the_regulariser_resumes_exactly(tmp_path):

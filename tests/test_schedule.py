@@ -66,7 +66,9 @@ def test_resolve_auto_reports_how_each_value_was_obtained():
     for key in ("sigma_max", "num_levels", "step_size"):
         assert "NCSNv2" in sched.how[key]
     assert sched.step_rule
-    assert "ε" in sched.describe()
+    text = sched.describe()
+    assert f"step_size (ε)    = {sched.step_size:.6g}   [{sched.how['step_size']}]" in text
+    assert f"num_levels (L)   = {sched.num_levels}   [{sched.how['num_levels']}]" in text
 
 
 def test_resolve_fixed_values_are_kept():

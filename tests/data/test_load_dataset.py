@@ -2,8 +2,6 @@
 
 import gzip
 import struct
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -82,7 +80,7 @@ def test_toy_calls_load_toy_with_preset_size_and_seed(monkeypatch):
         calls.append((name, n, seed))
         return Dataset(torch.zeros(n, 2), "toy")
 
-    monkeypatch.setitem(sys.modules, "ncsn.data.toy", types.SimpleNamespace(load_toy=fake_load_toy))
+    monkeypatch.setattr("ncsn.data.load_toy", fake_load_toy)
     ds = load_dataset(DataConfig(name="toy", toy="ring8", toy_n=7, subset=[0, 3]), seed=11)
     assert calls == [("ring8", 7, 11)] and len(ds) == 3
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from ncsn import config
+import ncsn.config as config
 from ncsn.commands.common import check_at_least, check_positive, load_config
 from ncsn.data import load_dataset
 from ncsn.errors import NCSNError

@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ncsn import config
+import ncsn.config as config
+import ncsn.presets as presets
 from ncsn.errors import NCSNError
 from ncsn.samplers import run
-
-PRESETS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
-
-
-def config_path(name: str | None, flag: str = "--config") -> Path | None:
-    """A config file path, or a preset name such as ``digits`` (from ncsn/configs)."""
-    if name is None:
-        return None
-    path = Path(name)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
-        return path
-    preset = PRESETS / f"{name}.yaml"
-    if preset.exists():
-        return preset
-    raise NCSNError(
-        f"{flag} {name!r}: no such file, nor a preset (presets: {', '.join(preset_names())})"
-    )
 
 
 def load_config(args) -> config.Config:
@@ -35,7 +13,7 @@ def load_config(args) -> config.Config:
     overrides = list(args.set or [])
     if getattr(args, "run_dir", None):
         overrides.append(f"run_dir={args.run_dir}")
-    return config.load(config_path(args.config), overrides)
+    return config.load(presets.find(args.config), overrides)
 
 
 def add_config_args(q, what: str = "override a config value") -> None:
@@ -44,7 +22,7 @@ def add_config_args(q, what: str = "override a config value") -> None:
         "--config",
         "-c",
         help="YAML config file, or a preset name: "
-        + ", ".join(preset_names())
+        + ", ".join(presets.preset_names())
         + " (default: built-in defaults, the digits data)",
     )
     q.add_argument(

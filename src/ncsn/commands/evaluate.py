@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ncsn import config
-from ncsn.commands.common import add_sampler_args, check_at_least, config_path, sampler_options
+import ncsn.config as config
+import ncsn.presets as presets
+from ncsn.commands.common import add_sampler_args, check_at_least, sampler_options
 from ncsn.data import load_dataset
 from ncsn.data.arrays import load_array
 from ncsn.devices import resolve_device
@@ -239,7 +240,7 @@ def _reference(args) -> tuple[torch.Tensor, dict]:
         images = load_images(args.reference, "--reference")
         return images, {"source": args.reference, "n": len(images)}
     cfg = config.load(
-        config_path(args.reference_config, "--reference-config"), list(args.set or [])
+        presets.find(args.reference_config, "--reference-config"), list(args.set or [])
     )
     ds = load_dataset(cfg.data, seed=cfg.train.seed)
     if not ds.is_image:

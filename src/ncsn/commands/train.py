@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ncsn import schedule
+import ncsn.schedule as schedule
 from ncsn.commands.common import add_config_args, check_at_least, load_config
 from ncsn.data import load_dataset
 from ncsn.devices import resolve_device

@@ -6,6 +6,7 @@ from ncsn.config import DataConfig
 from ncsn.data.arrays import load_array
 from ncsn.data.dataset import Dataset
 from ncsn.data.images import load_cifar10, load_digits, load_folder, load_mnist
+from ncsn.data.toy import load_toy
 from ncsn.errors import NCSNError
 
 __all__ = [
@@ -40,8 +41,6 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
             raise NCSNError(f"data.root is not set: data.name = {cfg.name!r} reads a file")
         ds = load_array(cfg.root)
     elif cfg.name == "toy":
-        from ncsn.data.toy import load_toy  # the analytic mixtures need nothing from here
-
         ds = load_toy(cfg.toy, cfg.toy_n, seed)
     else:
         raise NCSNError(

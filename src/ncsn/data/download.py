@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
 
-from ncsn import progress as _progress
+import ncsn.progress as _progress
 from ncsn.errors import NCSNError
 
 MNIST_MIRRORS = [

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from ncsn import progress as _progress
+import ncsn.progress as _progress
 from ncsn.data.dataset import Dataset
+from ncsn.data.download import download_cifar10, download_mnist
 from ncsn.errors import NCSNError
 
 IMAGE_EXTENSIONS = (
@@ -74,8 +75,6 @@ def load_mnist(root: str | Path, split: str = "train", *, download: bool = False
     dirs = [root, root / "MNIST" / "raw"]
     image_path = _find_file(dirs, image_name, (".gz",))
     if image_path is None and download:
-        from ncsn.data.download import download_mnist
-
         download_mnist(root, split)
         image_path = _find_file(dirs, image_name, (".gz",))
     if image_path is None:
@@ -107,8 +106,6 @@ def load_cifar10(root: str | Path, split: str = "train", *, download: bool = Fal
     dirs = [root, root / CIFAR10_DIR]
     folder = next((d for d in dirs if any((d / name).is_file() for name in names)), None)
     if download and (folder is None or not all((folder / n).is_file() for n in names)):
-        from ncsn.data.download import download_cifar10
-
         folder = download_cifar10(root)
     if folder is None:
         raise _missing(f"CIFAR-10 {split} batches", list(names), dirs, download)

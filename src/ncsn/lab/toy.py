@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ncsn import config
+import ncsn.config as config
 from ncsn.data.toy import GaussianMixture, SampledToy, load_toy, make_toy
 from ncsn.errors import NCSNError
 from ncsn.lab import plots

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ncsn import checkpoint
+import ncsn.checkpoint as checkpoint
 from ncsn.errors import NCSNError
 
 __all__ = [

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ncsn import schedule
+import ncsn.schedule as schedule
 from ncsn.errors import NCSNError
 from ncsn.samplers.langevin import annealed_langevin
 from ncsn.samplers.ode import heun_sampler

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
-from ncsn import files
+import ncsn.files as files
 
 CSV_FIELDS = ["step", "loss", "lr", "grad_norm", "skipped", "steps_per_s", "elapsed_s"]
 
 
-def open_metrics(path: Path, step: int, log):
+def open_metrics(path: Path, step: int, log, main: bool = True):
     """metrics.csv for appending, rewritten atomically without the rows past ``step`` (logged
-    after the checkpoint being resumed from, so they are about to be logged again)."""
+    after the checkpoint being resumed from, so they are about to be logged again); on ranks
+    other than the main one, a sink."""
+    if not main:
+        return open(os.devnull, "w")
     rows = []
     if path.exists() and step > 0:
         with open(path, newline="", errors="replace") as f:

@@ -5,9 +5,8 @@ Read top to bottom: :func:`train` loads the data and takes the run directory's l
 optimizer); :func:`_loop` then repeats batch → :func:`_step` (loss, clipping, guarded optimizer
 step, EMA) → log / :func:`_save` / preview, and :func:`_roll_back` after non-finite steps.
 
-Run directory layout: ``.lock`` (while training), ``config.yaml`` (resolved), ``schedule.json``,
-``checkpoints/``, ``previews/``, ``metrics.csv`` and ``tb/`` (TensorBoard, when installed).
-Failures and what they can cost are described in docs/conventions.md, "Failures and recovery".
+The run directory's layout is in ARCHITECTURE.md; failures and what they can cost in
+docs/conventions.md, "Failures and recovery".
 """
 
 from __future__ import annotations
@@ -15,14 +14,18 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ncsn import checkpoint, config, files, fokker_planck, progress, schedule
+import ncsn.checkpoint as checkpoint
+import ncsn.config as config
+import ncsn.files as files
+import ncsn.fokker_planck as fokker_planck
+import ncsn.progress as progress
+import ncsn.schedule as schedule
 from ncsn.data import load_dataset
 from ncsn.data.dataset import Dataset
 from ncsn.devices import check_compile, resolve_device
@@ -30,31 +33,13 @@ from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel, build_model, count_parameters
 from ncsn.nets import experts
 from ncsn.objectives import dsm_loss, ssm_loss
-from ncsn.samplers.langevin import annealed_langevin
 from ncsn.training import distributed, lock, optim, state
 from ncsn.training import log as train_log
 from ncsn.training.guard import Guard
-from ncsn.viz import save_grid, save_scatter
+from ncsn.training.preview import save_preview
 
 MAX_ROLLBACKS = 10  # then the run stops: the learning rate has been divided by ~1000 already
 _SCAN_EVERY = 1024  # read the guard's flags at least this often, whatever log_every is
-
-
-def preview(model: ScoreModel, sched: schedule.Schedule, shape, n: int, seed: int, path: Path):
-    """Draw ``n`` samples with annealed Langevin (fixed seed) and save a grid or scatter plot."""
-    device = next(model.parameters()).device
-    gen = torch.Generator(device).manual_seed(seed)
-    init = "uniform" if len(shape) == 3 else "gaussian"
-    x = annealed_langevin(
-        model,
-        (n, *shape),
-        sched.sigmas,
-        generator=gen,
-        eps=sched.step_size,
-        n_steps_each=sched.steps_per_level,
-        init=init,
-    )
-    (save_grid if len(shape) == 3 else save_scatter)(x, path)
 
 
 def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
@@ -132,10 +117,7 @@ class _Run:
     def __post_init__(self) -> None:
         self.params = list(self.model.parameters())
         self.ema_params = list(self.ema.parameters())
-
-    @property
-    def ckpt_dir(self) -> Path:
-        return Path(self.cfg.run_dir) / "checkpoints"
+        self.ckpt_dir = Path(self.cfg.run_dir) / "checkpoints"
 
 
 def _start(
@@ -149,10 +131,10 @@ def _start(
         for folder in (run_dir, ckpt_dir):
             if n := files.remove_stale_temporaries(folder):
                 log(f"removed {n} temporary files left by an interrupted run in {folder}")
-        found = _resume_point(cfg, data, ckpt_dir, log)
+        found = state.resume_point(cfg, data.shape, ckpt_dir, log)
     distributed.barrier(w)
     if not w.main:
-        found = _resume_point(cfg, data, ckpt_dir, log, set_aside=False)
+        found = state.resume_point(cfg, data.shape, ckpt_dir, log, set_aside=False)
     if found is not None:
         sched = state.parse_meta(found[1], found[2])[1]
     else:
@@ -270,15 +252,12 @@ def _step(run: _Run, ema_rate: torch.Tensor, max_norm: float) -> tuple[torch.Ten
 def _loss(run: _Run, x: torch.Tensor, shard: tuple[int, int]) -> torch.Tensor:
     """The objective (DSM or SSM) on one micro-batch, plus the Fokker–Planck term if asked."""
     t = run.cfg.train
-    if t.objective == "dsm":
-        loss = dsm_loss(
-            run.net, x, run.sigmas, generator=run.noise_gen, power=t.loss_power, shard=shard
-        )
-    else:
-        loss = ssm_loss(
-            run.net, x, run.sigmas, generator=run.noise_gen, power=t.loss_power,
-            projections=t.ssm_projections, shard=shard,
-        )  # fmt: skip
+    loss_fn, extra = (
+        (dsm_loss, {}) if t.objective == "dsm" else (ssm_loss, {"projections": t.ssm_projections})
+    )
+    loss = loss_fn(
+        run.net, x, run.sigmas, generator=run.noise_gen, power=t.loss_power, shard=shard, **extra
+    )
     if t.fp_weight > 0:  # in fp32: it differentiates the network twice
         with torch.autocast(run.device.type, enabled=False):
             fp = fokker_planck.regulariser(
@@ -338,18 +317,13 @@ def _roll_back(run: _Run, reason: str) -> None:
     )
 
 
-def _open_metrics(run: _Run):
-    path = Path(run.cfg.run_dir) / "metrics.csv"
-    if not run.world.main:
-        return open(os.devnull, "w")
-    return train_log.open_metrics(path, run.step, run.log)
-
-
 def _loop(run: _Run, show_progress: bool) -> dict:
     """Train from ``run.step`` to ``train.steps``: step, log, checkpoint, preview, roll back."""
     t, w, guard = run.cfg.train, run.world, run.guard
     run_dir = Path(run.cfg.run_dir)
-    metrics_file = _open_metrics(run)
+    metrics_file = train_log.open_metrics(
+        run_dir / "metrics.csv", run.step, run.log, run.world.main
+    )
     writer = train_log.tensorboard(run_dir / "tb") if w.main else None
     max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")  # inf: measure, do not clip
     ema_rate = torch.tensor(1.0 - t.ema, device=run.device)
@@ -360,7 +334,9 @@ def _loop(run: _Run, show_progress: bool) -> dict:
         nonlocal metrics_file, window_start, window_step
         _roll_back(run, reason)
         metrics_file.close()
-        metrics_file = _open_metrics(run)
+        metrics_file = train_log.open_metrics(
+            run_dir / "metrics.csv", run.step, run.log, run.world.main
+        )
         bar.n = window_step = run.step
         bar.refresh()
         window_start = time.perf_counter()
@@ -411,7 +387,7 @@ def _loop(run: _Run, show_progress: bool) -> dict:
                 (run_dir / "previews").mkdir(exist_ok=True)
                 run.ema.eval()
                 path = run_dir / "previews" / f"step-{step:08d}.png"
-                preview(run.ema, run.sched, run.data.shape, t.preview_n, t.seed, path)
+                save_preview(run.ema, run.sched, run.data.shape, t.preview_n, t.seed, path)
     finally:
         bar.close()
         metrics_file.close()
@@ -420,18 +396,3 @@ def _loop(run: _Run, show_progress: bool) -> dict:
     if guard.skipped:
         run.log(f"{guard.skipped} steps skipped for non-finite values, {guard.rollbacks} rollbacks")
     return {"step": run.step, "run_dir": str(run_dir), "parameters": count_parameters(run.model)}
-
-
-def _resume_point(cfg: config.Config, data: Dataset, ckpt_dir: Path, log, set_aside: bool = True):
-    """The checkpoint to resume from (None for a new run); newer unusable ones are set aside
-    (renamed ``*.corrupt``) when ``set_aside``."""
-    found = state.latest_good(ckpt_dir, log, required=False)
-    if found is None:
-        return None
-    paths = [p for _, p in checkpoint.list_checkpoints(ckpt_dir)]
-    later = paths[paths.index(found[2]) + 1 :]
-    for p in later if set_aside else []:
-        p.replace(p.with_name(p.name + ".corrupt"))
-        log(f"warning: set aside unusable checkpoint {p} as {p.name}.corrupt")
-    state.check_compatible(cfg, found[1], data.shape, found[2])
-    return found

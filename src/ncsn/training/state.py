@@ -19,7 +19,9 @@ from typing import Any
 
 import torch
 
-from ncsn import checkpoint, config, schedule
+import ncsn.checkpoint as checkpoint
+import ncsn.config as config
+import ncsn.schedule as schedule
 from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel, build_model
 
@@ -222,3 +224,20 @@ def load_run(
     model = model_for(cfg, shape, sched.sigmas, tensors, "ema." if ema else "model.", path)
     model.to(device).eval()
     return model, sched, cfg, meta | {"path": str(path)}
+
+
+def resume_point(
+    cfg: config.Config, data_shape: tuple, ckpt_dir: Path, log, set_aside: bool = True
+):
+    """The checkpoint to resume from (None for a new run); newer unusable ones are set aside
+    (renamed ``*.corrupt``) when ``set_aside``."""
+    found = latest_good(ckpt_dir, log, required=False)
+    if found is None:
+        return None
+    paths = [p for _, p in checkpoint.list_checkpoints(ckpt_dir)]
+    later = paths[paths.index(found[2]) + 1 :]
+    for p in later if set_aside else []:
+        p.replace(p.with_name(p.name + ".corrupt"))
+        log(f"warning: set aside unusable checkpoint {p} as {p.name}.corrupt")
+    check_compatible(cfg, found[1], data_shape, found[2])
+    return found
