@@ -1,7 +1,7 @@
 """Training and sampling speed: our loops against the bare network, fp32 against bf16.
 
 For each model (the digits U-Net, the MNIST U-Net, the paper's RefineNet) and precision:
-- training: steps/s and images/s of `ncsn.train.train` itself next to the bare network's
+- training: steps/s and images/s of `ncsn.training.loop.train` itself next to the bare network's
   forward + backward on a batch of the same size, in alternation in one process: bare repeats,
   a block of ``--steps`` training steps (the run resumes from the block before), bare repeats
   with the weights the block reached (they change the kernels' speed), …
@@ -12,20 +12,31 @@ For each model (the digits U-Net, the MNIST U-Net, the paper's RefineNet) and pr
   `torch.inference_mode`, same batch, timed in alternation (medians of each);
 - peak memory: CUDA's max allocated, or the process's max RSS on the CPU (monotone over the run).
 
+Two more modes (issue 19): ``--layers`` times the RefineNet's layers as they were
+(benchmarks/refinenet_reference.py) against the package's, each layer and the whole training step
+and forward, alternated in one process (``--profile``: their top kernels instead, and the U-Net's);
+``--paper-minutes M`` counts the steps the MNIST paper preset trains in M minutes.
+
     python benchmarks/speed.py [--smoke] [--out benchmarks/results] [--device auto]
+    python benchmarks/speed.py --layers [--profile] [--variants fp32,bf16] [--blocks 5]
+    python benchmarks/speed.py --paper-minutes 25 [--set key=value]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import csv
 import json
 import resource
+import runpy
 import shlex
 import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +45,11 @@ import torch
 from ncsn import config
 from ncsn.devices import resolve_device
 from ncsn.model import build_model, count_parameters
+from ncsn.nets import refinenet
+from ncsn.objectives import dsm_loss
 from ncsn.samplers.langevin import annealed_langevin
-from ncsn.train import train
-from ncsn.train_state import load_run
+from ncsn.training.loop import train
+from ncsn.training.state import load_run
 
 MODELS = {  # name: (preset, image side, channels, batch, overrides)
     "unet-digits": ("digits", 8, 1, 128, []),
@@ -44,6 +57,260 @@ MODELS = {  # name: (preset, image side, channels, batch, overrides)
     "refinenet-mnist": ("mnist_paper", 28, 1, 16, []),
 }
 PRESETS = Path(__file__).resolve().parents[1] / "configs"
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+# The RefineNet's layers as they were before issue 19 (a sibling file, not a package module).
+REFERENCE = runpy.run_path(str(Path(__file__).with_name("refinenet_reference.py")))
+
+
+def _alternate(fns: dict, blocks: int, reps: int, device: torch.device) -> dict[str, list[float]]:
+    """Each function's median time over ``reps`` calls, in ``blocks`` alternated blocks (the
+    order reversed every other block), so that both see the same drifts of the machine."""
+    times = {name: [] for name in fns}
+    for b in range(blocks):
+        for name in list(fns)[:: 1 if b % 2 == 0 else -1]:
+            times[name].append(_median_time(fns[name], reps, device))
+    return times
+
+
+def _old_new_row(measure: str, precision: str, times: dict[str, list[float]]) -> dict:
+    """Medians over blocks with their range: each contender's time and its speed-up over "old"
+    (block by block, so that drifts of the machine cancel)."""
+    row = {"measure": measure, "precision": precision, "blocks": len(times["old"])}
+    for name, values in times.items():
+        row[f"{name}_s"] = statistics.median(values)
+        row[f"{name}_s_range"] = [min(values), max(values)]
+        if name != "old":
+            speedups = [o / n for o, n in zip(times["old"], values, strict=True)]
+            key = "speedup" if name == "new" else f"speedup_{name}"
+            row[key] = statistics.median(speedups)
+            row[f"{key}_range"] = [min(speedups), max(speedups)]
+    return row
+
+
+def _backward_of(fn, shape: tuple, autocast, device: torch.device):
+    """A timed call: ``fn`` on a fixed random input of ``shape``, then backward."""
+    a = torch.randn(shape, device=device, requires_grad=True)
+
+    def run():
+        with autocast:
+            out = fn(a)
+        out.float().sum().backward()
+
+    return run
+
+
+def _train_step(model, opt, x: torch.Tensor, sigmas: torch.Tensor, autocast):
+    """A timed call: the bare training step (DSM loss, backward, Adam), fixed batch and noise."""
+
+    def run():
+        gen = torch.Generator(x.device).manual_seed(0)
+        with autocast:
+            loss = dsm_loss(model, x, sigmas, generator=gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return run
+
+
+def _forward(model, x: torch.Tensor, sigma: torch.Tensor, autocast):
+    """A timed call: one forward under inference mode, as the sampler runs the network."""
+
+    def run():
+        with torch.inference_mode(), autocast:
+            model(x, sigma)
+
+    return run
+
+
+def _as_before(fn):
+    """``fn`` run with the RefineNet's layers as they were before issue 19."""
+
+    def run():
+        with REFERENCE["reference_layers"]():
+            fn()
+
+    return run
+
+
+def _top_kernels(fn, n: int = 10) -> dict:
+    """One call of ``fn`` under torch.profiler: its total and its ``n`` costliest operators by
+    self time, each with its share of the total."""
+    fn()  # warm-up
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events)
+    top = [
+        {"op": e.key, "ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total}
+        for e in events[:n]
+    ]
+    return {"total_s": total / 1e6, "top": top}
+
+
+def profile_unet(device: torch.device, precisions: list[str], smoke: bool) -> list[dict]:
+    """Top kernels of the MNIST U-Net's training step (batch 128) and forward (batch 100): does
+    it spend on normalization what the RefineNet did?"""
+    cfg = config.load(
+        PRESETS / "mnist.yaml",
+        ["model.dropout=0.0"] + (["model.channels=8", "model.groups=4"] if smoke else []),
+    )
+    side, train_batch, forward_batch = (12, 8, 8) if smoke else (28, 128, 100)
+    sigmas = torch.logspace(1, -2, 10, device=device)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, (1, side, side), sigmas.tolist()).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, fused=True)
+    x_train = torch.rand(train_batch, 1, side, side, device=device)
+    x_fwd = torch.rand(forward_batch, 1, side, side, device=device)
+    sigma_fwd = sigmas[torch.arange(forward_batch, device=device) % len(sigmas)]
+    rows = []
+    for precision in precisions:
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+        for measure, fn in (
+            (
+                f"U-Net training step, batch {train_batch}",
+                _train_step(model, opt, x_train, sigmas, autocast),
+            ),
+            (f"U-Net forward, batch {forward_batch}", _forward(model, x_fwd, sigma_fwd, autocast)),
+        ):
+            rows.append({"measure": measure, "precision": precision, "new": _top_kernels(fn)})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def compare_layers(
+    device: torch.device,
+    precisions: list[str],
+    blocks: int,
+    smoke: bool,
+    profile: bool = False,
+    compile_: bool = False,
+) -> list[dict]:
+    """The RefineNet's layers before issue 19 (benchmarks/refinenet_reference.py, "old") against
+    the package's ("new"): each changed layer's forward + backward, then the paper preset's
+    training step (DSM loss, backward, fused Adam; batch 128) and forward (batch 100, as the
+    sampler runs it), alternated in one process; medians over blocks with their range.
+    ``profile``: instead, the top kernels of one training step and one forward of each;
+    ``compile_``: the forward also as ``torch.compile`` runs it (``ncsn sample --compile``;
+    compile time excluded, it falls in the warm-up)."""
+    cfg = config.load(PRESETS / "mnist_paper.yaml", ["model.ngf=8"] if smoke else [])
+    side, train_batch, forward_batch = (12, 8, 8) if smoke else (28, 128, 100)
+    sigmas = torch.logspace(0, -2, 10, device=device)  # the preset's ladder: 1 → 0.01, L = 10
+    torch.manual_seed(0)
+    new = build_model(cfg.model, (1, side, side), sigmas.tolist()).to(device)
+    models = {"old": copy.deepcopy(new), "new": new}  # each trained by its own Adam
+    opts = {
+        k: torch.optim.Adam(m.parameters(), lr=cfg.train.lr, fused=True) for k, m in models.items()
+    }
+    x_train = torch.rand(train_batch, 1, side, side, device=device)
+    x_fwd = torch.rand(forward_batch, 1, side, side, device=device)
+    sigma_fwd = sigmas[torch.arange(forward_batch, device=device) % len(sigmas)]
+    ngf = cfg.model.ngf
+    shape = (train_batch, ngf, side, side)
+    level = torch.arange(train_batch, device=device) % 10
+    norm = partial(refinenet.CondInstanceNormPP(ngf, 10).to(device), level=level)
+    pools = {
+        "old": lambda a: torch.nn.functional.avg_pool2d(a, 5, stride=1, padding=2),
+        "new": refinenet._mean_pool5,
+    }
+    compiled = torch.compile(new) if compile_ else None
+    rows = []
+    for precision in precisions:
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+        forward_fns = {
+            "old": _as_before(_forward(models["old"], x_fwd, sigma_fwd, autocast)),
+            "new": _forward(new, x_fwd, sigma_fwd, autocast),
+        }
+        if compiled is not None:
+            forward_fns["new+compile"] = _forward(compiled, x_fwd, sigma_fwd, autocast)
+        measures = {  # measure: (contenders, repeats per block)
+            f"CondInstanceNorm++ fwd+bwd {shape}": (
+                {
+                    "old": _as_before(_backward_of(norm, shape, autocast, device)),
+                    "new": _backward_of(norm, shape, autocast, device),
+                },
+                2 if smoke else 3,
+            ),
+            f"5×5 mean pool fwd+bwd {shape}": (
+                {k: _backward_of(f, shape, autocast, device) for k, f in pools.items()},
+                2 if smoke else 3,
+            ),
+            f"RefineNet training step, batch {train_batch}": (
+                {
+                    "old": _as_before(
+                        _train_step(models["old"], opts["old"], x_train, sigmas, autocast)
+                    ),
+                    "new": _train_step(new, opts["new"], x_train, sigmas, autocast),
+                },
+                1,
+            ),
+            f"RefineNet forward, batch {forward_batch}": (forward_fns, 2),
+        }
+        for measure, (fns, reps) in measures.items():
+            if profile:
+                if measure.startswith("RefineNet"):
+                    top = {k: _top_kernels(fn) for k, fn in fns.items()}
+                    rows.append({"measure": measure, "precision": precision, **top})
+                    print(json.dumps(rows[-1]), flush=True)
+                continue
+            for fn in fns.values():  # warm-up
+                fn()
+            rows.append(_old_new_row(measure, precision, _alternate(fns, blocks, reps, device)))
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def paper_minutes(
+    minutes: float, out: Path, overrides: list[str] = (), before: bool = False, evals: int = 3
+) -> dict:
+    """Steps the MNIST paper preset trains in ``minutes`` of wall time, run as
+    benchmarks/mnist.py --stage train runs it (MNIST test digits 0–8000, the budget split into
+    ``evals`` equal shares, each filled from the step rate measured so far); ``before``: with the
+    RefineNet's layers from before issue 19. Writes ``out/train.json``."""
+    run_dir = out / "run"
+    cfg = config.load(
+        PRESETS / "mnist_paper.yaml",
+        [
+            f"data.root={MNIST}",
+            "data.split=test",
+            "data.subset=[0, 8000]",
+            f"run_dir={run_dir}",
+            "train.preview_every=0",
+            "train.checkpoint_every=1000000",
+            "train.keep_last=1",
+            *overrides,
+        ],
+    )
+    budget = 60.0 * minutes
+    step, spent, rate, along = 0, 0.0, None, []
+    layers = REFERENCE["reference_layers"] if before else contextlib.nullcontext
+    for k in range(1, evals + 1):
+        target = budget * k / evals
+        while rate is None or (target - spent) > 0.05 * budget / evals:
+            n = 2 if rate is None else int((target - spent) * rate)
+            if n < 1:
+                break
+            cfg.train.steps = step + n
+            start = time.perf_counter()
+            with layers():
+                train(cfg, progress=False, log=lambda *_: None)
+            spent += time.perf_counter() - start
+            rate, step = n / (time.perf_counter() - start), step + n
+        with open(run_dir / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+        along.append({"step": step, "train_seconds": round(spent, 1), "loss": rows[-1]["loss"]})
+        print(json.dumps(along[-1]), flush=True)
+    record = {
+        "minutes": minutes,
+        "overrides": list(overrides),
+        "layers": "before issue 19" if before else "today's",
+        "precision": cfg.train.precision,
+        "threads": torch.get_num_threads(),
+        "steps": step,
+        "along": along,
+    }
+    (out / "train.json").write_text(json.dumps(record, indent=1))
+    return record
 
 
 def _sync(device: torch.device) -> None:
@@ -217,7 +484,55 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--batch", type=int, help="batch size for every model (default: each its own)")
     p.add_argument("--name", default="speed", help="output file stem (default speed: speed.json)")
+    p.add_argument(
+        "--paper-minutes",
+        type=float,
+        help="instead: train the MNIST paper preset for this many minutes, report its steps",
+    )
+    p.add_argument("--set", action="append", default=[], help="override for --paper-minutes")
+    p.add_argument(
+        "--before", action="store_true", help="--paper-minutes with the layers before issue 19"
+    )
+    p.add_argument(
+        "--layers",
+        action="store_true",
+        help="instead: the RefineNet's layers before issue 19 against today's, old vs new",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="with --layers: the forward also compiled (torch.compile), as ncsn sample --compile",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="with --layers: top kernels (torch.profiler) of old and new RefineNet, and U-Net",
+    )
     args = p.parse_args(argv)
+    if args.layers:
+        device = resolve_device(args.device)
+        blocks = 2 if args.smoke else args.blocks
+        result = {
+            "command": "python benchmarks/speed.py "
+            + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+            "device": str(device),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "rows": compare_layers(
+                device, args.variants.split(","), blocks, args.smoke, args.profile, args.compile
+            ),
+        }
+        if args.profile:
+            result["rows"] += profile_unet(device, args.variants.split(","), args.smoke)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        suffix = "_smoke" if args.smoke else ""
+        (out / f"{args.name}{suffix}.json").write_text(json.dumps(result, indent=1))
+        return result
+    if args.paper_minutes is not None:
+        out = Path(args.out) / args.name
+        out.mkdir(parents=True, exist_ok=True)
+        return paper_minutes(args.paper_minutes, out, args.set, args.before)
     device = resolve_device(args.device)
     names = ["unet-digits"] if args.smoke else args.models.split(",")
     steps = 12 if args.smoke else args.steps
