@@ -240,7 +240,7 @@ def _set_hidden(meta):
     "change, message",
     [
         (_set_hidden, "weights do not fit the model its config describes"),
-        (lambda m: m | {"data_shape": [10**9]}, "weights do not fit the model"),
+        (lambda m: m | {"data_shape": [10**9]}, "malformed schedule.data_mean"),
         (lambda m: m | {"data_shape": "big"}, "checkpoint metadata has data_shape = 'big'"),
         (lambda m: {k: v for k, v in m.items() if k != "schedule"}, "lacks schedule"),
         (lambda m: m | {"schedule": {"sigmas": [-1.0]}}, "malformed schedule"),

@@ -106,7 +106,7 @@ def test_evaluate_run_samples_then_scores_saved_samples(files, tmp_path, capsys)
         ),
         ({"extractor": "classifier:absent.safetensors"}, "absent.safetensors"),
         ({"reference": "absent.npz"}, "absent.npz: file not found"),
-        ({"n": "1"}, "--n 1: expected an integer of at least 2"),
+        ({"n": "1"}, "--n 1: expected an integer from 2 to"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(files, capsys, monkeypatch, change, message):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+import ncsn.limits as limits
 from ncsn.errors import NCSNError
 
 Auto = Literal["auto"]
@@ -140,10 +140,18 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def from_dict(data: dict, source: str = "config") -> Config:
-    """Build and validate a :class:`Config` from nested plain data."""
-    cfg = _build(Config, data, source, "")
-    validate(cfg, source)
+def from_dict(
+    data: dict, source: str = "config", overrides: dict[str, str] | None = None
+) -> Config:
+    """A validated Config from plain data; errors name ``source``, or the ``--set`` item (from
+    ``overrides``, key → item) that set the offending field."""
+    overrides = overrides or {}
+
+    def blame(name: str) -> str:
+        return f"--set {overrides[name]}" if name in overrides else source
+
+    cfg = _build(Config, data, blame, "")
+    limits.check_config(cfg, blame)
     return cfg
 
 
@@ -153,21 +161,27 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
     source = "defaults"
     if path is not None:
         source = str(path)
+        path = Path(path)
+        if path.is_dir():
+            raise NCSNError(f"{path}: is a directory; expected a YAML config file")
         try:
-            text = Path(path).read_text()
+            if path.stat().st_size > limits.MAX_CONFIG_BYTES:
+                raise NCSNError(
+                    f"{path}: {path.stat().st_size:,} bytes; a config is at most "
+                    f"{limits.MAX_CONFIG_BYTES:,}"
+                )
+            text = path.read_text()
         except FileNotFoundError:
             raise NCSNError(f"{path}: config file not found") from None
         except (OSError, UnicodeDecodeError) as e:
             raise NCSNError(f"{path}: cannot read config file ({e})") from None
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            raise NCSNError(f"{path}: not valid YAML ({e})") from None
+        data = limits.load_yaml(text, source) or {}
         if not isinstance(data, dict):
             raise NCSNError(f"{path}: expected a mapping of sections at the top level")
+    given = {}
     for item in overrides:
-        _apply_override(data, item)
-    return from_dict(data, source)
+        given[_apply_override(data, item)] = item
+    return from_dict(data, source, given)
 
 
 def dumps(cfg: Config) -> str:
@@ -180,13 +194,16 @@ def save(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(dumps(cfg))
 
 
-def _apply_override(data: dict, item: str) -> None:
+def _apply_override(data: dict, item: str) -> str:
+    """Set ``key=value`` in ``data`` (value parsed as YAML, else kept as text); returns key."""
     key, sep, raw = item.partition("=")
     if not sep or not key:
-        raise NCSNError(f"--set {item!r}: expected key=value, e.g. train.steps=1000")
+        raise NCSNError(f"--set {limits.short(item)}: expected key=value, e.g. train.steps=1000")
     try:
-        value = yaml.safe_load(raw) if raw != "" else None
-    except yaml.YAMLError:
+        value = limits.load_yaml(raw, f"--set {item}") if raw != "" else None
+    except NCSNError as e:
+        if "alias" in str(e) or "characters of YAML" in str(e):
+            raise
         value = raw
     node = data
     parts = key.split(".")
@@ -196,12 +213,13 @@ def _apply_override(data: dict, item: str) -> None:
             raise NCSNError(f"--set {item!r}: {part!r} is not a section")
         node = child
     node[parts[-1]] = value
+    return key
 
 
-def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
+def _build(cls: type, data: Any, blame, prefix: str) -> Any:
     if not isinstance(data, dict):
         where = prefix.rstrip(".") or "top level"
-        raise NCSNError(f"{source}: {where}: expected a mapping, got {data!r}")
+        raise NCSNError(f"{blame(where)}: {where}: expected a mapping, got {limits.short(data)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -210,20 +228,20 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
             hint = difflib.get_close_matches(str(key), names, n=1)
             known = ", ".join(names)
             extra = f"; did you mean '{prefix}{hint[0]}'?" if hint else f"; known keys: {known}"
-            raise NCSNError(f"{source}: unknown key '{prefix}{key}'{extra}")
+            raise NCSNError(f"{blame(prefix + str(key))}: unknown key '{prefix}{key}'{extra}")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value, source, f"{prefix}{key}.")
+            kwargs[key] = _build(tp, value, blame, f"{prefix}{key}.")
         else:
-            kwargs[key] = _check(value, tp, source, f"{prefix}{key}")
+            kwargs[key] = _check(value, tp, blame, f"{prefix}{key}")
     return cls(**kwargs)
 
 
-def _check(value: Any, tp: Any, source: str, name: str) -> Any:
+def _check(value: Any, tp: Any, blame, name: str) -> Any:
     """Return ``value`` coerced to ``tp`` or raise an NCSNError naming the field."""
     ok, out = _coerce(value, tp)
     if not ok:
-        raise NCSNError(f"{source}: {name} = {value!r}: expected {_describe(tp)}")
+        raise NCSNError(f"{blame(name)}: {name} = {limits.short(value)}: expected {_describe(tp)}")
     return out
 
 
@@ -260,8 +278,12 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
                 value = float(value)
             except ValueError:
                 return False, None
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return ok, float(value) if ok else None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return False, None
+        try:
+            return True, float(value)
+        except OverflowError:  # an integer past float's range: not a number we can use
+            return False, None
     if tp is str:
         return isinstance(value, str), value
     return False, None
@@ -280,113 +302,3 @@ def _describe(tp: Any) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
         tp, str(tp)
     )
-
-
-def _section_name(cfg: Config, section: Any) -> str:
-    return next(f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) is section) + "."
-
-
-def validate(cfg: Config, source: str = "config") -> None:
-    """Range checks that types alone do not express."""
-
-    def fail(name: str, value: Any, expected: str) -> None:
-        raise NCSNError(f"{source}: {name} = {value!r}: expected {expected}")
-
-    s, t, m, d, smp = cfg.schedule, cfg.train, cfg.model, cfg.data, cfg.sample
-    for section in (s, t, m, d, smp):
-        for f in dataclasses.fields(section):
-            value = getattr(section, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                fail(_section_name(cfg, section) + f.name, value, "a finite number")
-            if isinstance(value, str) and "\x00" in value:
-                fail(_section_name(cfg, section) + f.name, value, "text without NUL characters")
-    if not cfg.run_dir or "\x00" in cfg.run_dir:
-        fail("run_dir", cfg.run_dir, "a directory path")
-    if not s.sigma_min > 0:
-        fail("schedule.sigma_min", s.sigma_min, "a positive number")
-    if s.sigma_max != "auto" and not s.sigma_max > s.sigma_min:
-        fail("schedule.sigma_max", s.sigma_max, f"greater than schedule.sigma_min = {s.sigma_min}")
-    if s.num_levels != "auto" and s.num_levels < 1:
-        fail("schedule.num_levels", s.num_levels, "at least 1 (or 'auto')")
-    if not 0 < s.overlap < 1:
-        fail("schedule.overlap", s.overlap, "a number strictly between 0 and 1")
-    if s.step_size != "auto" and not s.step_size > 0:
-        fail("schedule.step_size", s.step_size, "a positive number (or 'auto')")
-    for name, value in [
-        ("schedule.steps_per_level", s.steps_per_level),
-        ("schedule.exact_distance_limit", s.exact_distance_limit),
-        ("train.steps", t.steps),
-        ("train.batch_size", t.batch_size),
-        ("train.grad_accum", t.grad_accum),
-        ("train.checkpoint_every", t.checkpoint_every),
-        ("train.keep_last", t.keep_last),
-        ("train.log_every", t.log_every),
-        ("train.preview_n", t.preview_n),
-        ("train.ssm_projections", t.ssm_projections),
-        ("train.nonfinite_patience", t.nonfinite_patience),
-        ("model.channels", m.channels),
-        ("model.ngf", m.ngf),
-        ("model.num_res_blocks", m.num_res_blocks),
-        ("model.groups", m.groups),
-        ("model.hidden", m.hidden),
-        ("model.layers", m.layers),
-        ("model.embedding_dim", m.embedding_dim),
-        ("model.experts", m.experts),
-        ("train.fp_examples", t.fp_examples),
-        ("train.fp_probes", t.fp_probes),
-        ("data.toy_n", d.toy_n),
-        ("sample.n", smp.n),
-        ("sample.batch_size", smp.batch_size),
-        ("sample.gif_frames", smp.gif_frames),
-    ]:
-        if value < 1:
-            fail(name, value, "a positive integer")
-    for name, value in [("train.preview_every", t.preview_every), ("train.warmup", t.warmup)]:
-        if value < 0:
-            fail(name, value, "zero or a positive integer")
-    if not t.lr > 0:
-        fail("train.lr", t.lr, "a positive number")
-    if not 0 <= t.ema < 1:
-        fail("train.ema", t.ema, "a number in [0, 1)")
-    if t.grad_clip < 0:
-        fail("train.grad_clip", t.grad_clip, "zero (off) or a positive number")
-    if not (0 <= t.beta1 < 1 and 0 <= t.beta2 < 1):
-        fail("train.beta1/beta2", (t.beta1, t.beta2), "numbers in [0, 1)")
-    if t.weight_decay < 0:
-        fail("train.weight_decay", t.weight_decay, "zero or a positive number")
-    if t.fp_weight < 0:
-        fail("train.fp_weight", t.fp_weight, "zero (off) or a positive number")
-    if t.band is not None and not 0 <= t.band < m.experts:
-        fail("train.band", t.band, f"an expert index in [0, model.experts = {m.experts})")
-    if m.expert_bands != "equal" and len(m.expert_bands) != m.experts:
-        fail("model.expert_bands", m.expert_bands, f"'equal' or {m.experts} level indices")
-    if not 0 < t.nonfinite_lr_factor < 1:
-        fail(
-            "train.nonfinite_lr_factor", t.nonfinite_lr_factor, "a number strictly between 0 and 1"
-        )
-    if not m.channel_mult or min(m.channel_mult) < 1:
-        fail("model.channel_mult", m.channel_mult, "a non-empty list of positive integers")
-    if m.channels % m.groups:
-        fail("model.channels", m.channels, f"a multiple of model.groups = {m.groups}")
-    if m.net == "refinenet" and not m.conditional:
-        fail(
-            "model.conditional",
-            m.conditional,
-            "true for model.net = 'refinenet' (it is conditioned on the level index)",
-        )
-    if m.embedding_dim % 2:
-        fail("model.embedding_dim", m.embedding_dim, "an even number")
-    if not 0 <= m.dropout < 1:
-        fail("model.dropout", m.dropout, "a number in [0, 1)")
-    if not m.sigma_data > 0:
-        fail("model.sigma_data", m.sigma_data, "a positive number")
-    if d.subset is not None and (len(d.subset) != 2 or not 0 <= d.subset[0] < d.subset[1]):
-        fail("data.subset", d.subset, "[start, stop] with 0 <= start < stop")
-    if d.image_size is not None and d.image_size < 1:
-        fail("data.image_size", d.image_size, "a positive integer")
-    if d.channels is not None and d.channels not in (1, 3):
-        fail("data.channels", d.channels, "1 (grey) or 3 (RGB)")
-    if d.name in ("mnist", "cifar10", "folder", "npz", "npy") and not d.root:
-        fail("data.root", d.root, f"a path (data.name = {d.name!r} reads files from it)")
-    if d.name == "folder" and d.image_size is None:
-        fail("data.image_size", d.image_size, "a positive integer for data.name = 'folder'")

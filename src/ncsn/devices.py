@@ -10,15 +10,17 @@ import torch
 from ncsn.errors import NCSNError
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' → CUDA if available, else MPS, else CPU; else cpu, cuda, cuda:N or mps."""
+def resolve_device(name: str, setting: str = "train.device") -> torch.device:
+    """'auto' → CUDA if available, else MPS, else CPU; else cpu, cuda, cuda:N or mps. Errors name
+    ``setting``, where the value came from (the config field, or a flag such as ``--device``)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    expected = f"train.device = {name!r}: expected auto, cpu, cuda, cuda:N or mps"
+    said = f"{setting} {name!r}" if setting.startswith("--") else f"{setting} = {name!r}"
+    expected = f"{said}: expected auto, cpu, cuda, cuda:N or mps"
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError, TypeError):
@@ -26,11 +28,11 @@ def resolve_device(name: str) -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise NCSNError(expected)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise NCSNError(f"train.device = {name!r}: CUDA is not available on this machine")
+        raise NCSNError(f"{said}: CUDA is not available on this machine")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise NCSNError(f"train.device = {name!r}: there are {torch.cuda.device_count()} GPUs")
+        raise NCSNError(f"{said}: there are {torch.cuda.device_count()} GPUs")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise NCSNError(f"train.device = {name!r}: MPS is not available on this machine")
+        raise NCSNError(f"{said}: MPS is not available on this machine")
     return device
 
 

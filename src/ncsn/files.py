@@ -11,7 +11,13 @@ from __future__ import annotations
 import errno
 import os
 import re
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
 
 from ncsn.errors import NCSNError
 
@@ -19,8 +25,10 @@ _TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)$")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, fsync the folder.
+@contextmanager
+def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` atomically when the ``with`` block ends without an
+    error: temporary file, fsync, rename, fsync the folder.
 
     On any failure the temporary file is removed and ``path`` keeps its old contents; a full disk
     is reported as an NCSNError that says so.
@@ -29,7 +37,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -44,6 +52,41 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_open`)."""
+    with atomic_open(path) as f:
+        f.write(data)
+
+
+@contextmanager
+def npz_writer(
+    path: str | Path, key: str, shape: tuple[int, ...], dtype: np.dtype
+) -> Iterator[Callable[[np.ndarray], None]]:
+    """Write an ``.npz`` holding one array ``key`` of ``shape`` batch by batch along its first
+    axis (uncompressed, as ``np.savez`` writes; numpy's own .npy header), atomically: the whole
+    array never needs to be in memory. Yields ``write(batch)``; all rows must be written."""
+    dtype, done = np.dtype(dtype), 0
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+
+    def write(batch: np.ndarray) -> None:
+        nonlocal done
+        batch = np.ascontiguousarray(batch, dtype=dtype)
+        if batch.shape[1:] != shape[1:] or done + len(batch) > shape[0]:
+            raise ValueError(f"batch of shape {batch.shape} does not fit {shape} at row {done}")
+        member.write(batch.tobytes())
+        done += len(batch)
+
+    with (
+        atomic_open(path) as f,
+        zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
+        archive.open(f"{key}.npy", "w", force_zip64=True) as member,
+    ):
+        np.lib.format.write_array_header_1_0(member, header)
+        yield write
+        if done != shape[0]:
+            raise ValueError(f"{path}: {done} of {shape[0]} rows written")
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -55,6 +98,19 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def check_kinds(folder: Path, kinds: dict[str, str], what: str) -> None:
+    """An NCSNError for the first entry of ``folder`` that exists but is not of its kind
+    (``"folder"`` or ``"file"``); ``what`` says which setting chose ``folder``."""
+    for name, kind in kinds.items():
+        path = folder / name
+        if path.exists() and path.is_dir() != (kind == "folder"):
+            found = "a folder" if path.is_dir() else "a file"
+            raise NCSNError(
+                f"{what}: {path} is {found}; expected a {kind} there: move it away or choose "
+                "another directory"
+            )
 
 
 def remove_stale_temporaries(folder: str | Path) -> int:

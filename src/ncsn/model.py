@@ -13,6 +13,8 @@ Input scaling (on by default): the network sees c_in·x with c_in = 1/√(σ² +
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
@@ -135,6 +137,26 @@ def _network(cfg, data_shape: tuple[int, ...], sigmas) -> nn.Module:
     else:
         raise NCSNError(f"model.net = {cfg.net!r}: expected 'unet', 'refinenet' or 'mlp'")
     return net
+
+
+def check_training_memory(cfg, data_shape: tuple[int, ...], num_levels: int, device) -> int:
+    """The parameter count of the model ``cfg`` describes (built on the ``meta`` device, so
+    nothing is allocated); an NCSNError when training it plainly cannot fit: weights, gradients,
+    EMA and Adam's two moments take 5 × 4 bytes per parameter, before any activation."""
+    sigmas = [1.0] * num_levels  # the ladder's values do not change the architecture
+    with torch.device("meta"):
+        n = count_parameters(build_model(cfg, data_shape, sigmas))
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+    else:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if 20 * n > total:
+        raise NCSNError(
+            f"model: {n:,} parameters need about {20 * n / 2**30:,.1f} GiB to train (weights, "
+            f"gradients, EMA, Adam moments) and {device} has {total / 2**30:,.1f} GiB: lower "
+            "model.channels (or model.ngf, model.hidden, model.layers, model.experts)"
+        )
+    return n
 
 
 def count_parameters(model: nn.Module) -> int:

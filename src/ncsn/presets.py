@@ -20,9 +20,12 @@ def find(name: str | None, flag: str = "--config") -> Path | None:
     if name is None:
         return None
     path = Path(name)
+    preset = PRESETS / f"{name}.yaml"
+    if path.is_dir():
+        hidden = f" (it hides the preset {name!r}: write {preset})" if preset.exists() else ""
+        raise NCSNError(f"{flag} {name!r}: {path} is a directory, not a YAML config file{hidden}")
     if path.exists() or path.suffix in (".yaml", ".yml"):
         return path
-    preset = PRESETS / f"{name}.yaml"
     if preset.exists():
         return preset
     raise NCSNError(

@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ncsn.data.images import load_cifar10, load_digits, load_folder, load_mnist
+from ncsn.data.folder import load_folder
+from ncsn.data.images import load_cifar10, load_digits, load_mnist
 from ncsn.errors import NCSNError
 
 REAL_MNIST = Path("/work/shared/data/mnist")

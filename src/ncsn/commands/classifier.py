@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 
 import ncsn.config as config
-from ncsn.commands.common import check_at_least, check_positive, load_config
+import ncsn.limits as limits
+from ncsn.commands.common import check_positive, load_config
 from ncsn.data import load_dataset
 from ncsn.errors import NCSNError
 from ncsn.metrics.classifier import save_classifier, train_classifier
@@ -59,15 +60,16 @@ def add_parsers(sub) -> None:
 
 
 def cmd_classifier_train(args) -> None:
-    for name, value, least in [
-        ("--steps", args.steps, 1),
-        ("--batch-size", args.batch_size, 1),
-        ("--width", args.width, 1),
-        ("--hidden", args.hidden, 1),
-        ("--holdout", args.holdout, 0),
+    for name, flag, value, least in [
+        ("classifier.steps", "--steps", args.steps, 1),
+        ("train.batch_size", "--batch-size", args.batch_size, 1),
+        ("classifier.width", "--width", args.width, 1),
+        ("classifier.hidden", "--hidden", args.hidden, 1),
+        ("classifier.holdout", "--holdout", args.holdout, 0),
     ]:
-        check_at_least(name, value, least)
+        limits.check(name, value, flag=flag, least=least)
     check_positive("--lr", args.lr)
+    limits.seed(args.seed, "--seed")
     cfg = load_config(args)
     ds = load_dataset(cfg.data, seed=cfg.train.seed)
     if not ds.is_image:

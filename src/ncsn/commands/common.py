@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import ncsn.config as config
+import ncsn.limits as limits
 import ncsn.presets as presets
+from ncsn.devices import resolve_device
 from ncsn.errors import NCSNError
 from ncsn.samplers import run
+from ncsn.training.state import load_run
 
 
 def load_config(args) -> config.Config:
@@ -41,9 +46,9 @@ def check_at_least(flag: str, value, least: int) -> None:
 
 
 def check_positive(flag: str, value) -> None:
-    """An NCSNError naming ``flag`` unless ``value`` (when given) is a positive number."""
-    if value is not None and not value > 0:
-        raise NCSNError(f"{flag} {value}: expected a positive number")
+    """An NCSNError naming ``flag`` unless ``value`` (when given) is a finite positive number."""
+    if value is not None and not 0 < value < math.inf:
+        raise NCSNError(f"{flag} {value}: expected a finite positive number")
 
 
 def add_sampler_args(q) -> None:
@@ -92,13 +97,19 @@ def add_sampler_args(q) -> None:
 def sampler_options(args, cfg: config.Config):
     """The options dataclass of ``args.sampler`` from the sampler flags (and the run's
     ``sample.init``), checked."""
-    check_at_least("--steps", args.steps, 1)
-    check_at_least("--levels", args.levels, 1)
-    check_at_least("--correctors", args.correctors, 0)
+    limits.check("sample.steps", args.steps, flag="--steps")
+    limits.check("sample.levels", args.levels, flag="--levels")
+    limits.check("sample.correctors", args.correctors, flag="--correctors", least=0)
     check_positive("--eps", args.eps)
     check_positive("--snr", args.snr)
+    check_positive("--s-noise", args.s_noise)
     if not 1 <= args.rho <= 1000:  # ρ = 1: uniform in σ; Karras et al. use 7
         raise NCSNError(f"--rho {args.rho}: expected a number between 1 and 1000")
+    for flag, value in [("--s-churn", args.s_churn), ("--s-min", args.s_min)]:
+        if not 0 <= value < math.inf:
+            raise NCSNError(f"{flag} {value}: expected a finite number of at least 0")
+    if not args.s_max >= 0:  # inf: churn at every σ ≥ S_min
+        raise NCSNError(f"--s-max {args.s_max}: expected a number of at least 0 (or inf)")
     return run.options(
         args.sampler,
         eps=args.eps,
@@ -113,3 +124,19 @@ def sampler_options(args, cfg: config.Config):
         s_max=args.s_max,
         s_noise=args.s_noise,
     )
+
+
+def run_args(q, default_out: str) -> None:
+    """The arguments of every command that uses a trained run."""
+    q.add_argument("run_dir", help="run directory written by `ncsn train`")
+    q.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
+    q.add_argument("--out", help=f"output folder (default RUN_DIR/{default_out})")
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda, … (default auto)")
+    q.add_argument("--raw-weights", action="store_true", help="use the raw weights, not the EMA")
+
+
+def load_run_for(args):
+    """(model, schedule, config, metadata, device) of ``args.run_dir`` on ``--device``."""
+    device = resolve_device(args.device, "--device")
+    model, sched, cfg, meta = load_run(args.run_dir, ema=not args.raw_weights, device=device)
+    return model, sched, cfg, meta, device

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 import ncsn.config as config
+import ncsn.limits as limits
 import ncsn.presets as presets
-from ncsn.commands.common import add_sampler_args, check_at_least, sampler_options
+from ncsn.commands.common import add_sampler_args, sampler_options
 from ncsn.data import load_dataset
 from ncsn.data.arrays import load_array
 from ncsn.devices import resolve_device
@@ -127,13 +128,19 @@ def load_images(path: str | Path, what: str) -> torch.Tensor:
 
 
 def cmd_evaluate(args) -> None:
-    for name, value, least in [
-        ("--n", args.n, 2),
-        ("--k", args.k, 1),
-        ("--kid-subsets", args.kid_subsets, 1),
-        ("--kid-subset-size", args.kid_subset_size, 2),
+    for name, flag, value, least in [
+        ("sample.n", "--n", args.n, 2),
+        ("evaluate.k", "--k", args.k, 1),
+        ("evaluate.kid_subsets", "--kid-subsets", args.kid_subsets, 1),
+        ("evaluate.kid_subset_size", "--kid-subset-size", args.kid_subset_size, 2),
     ]:
-        check_at_least(name, value, least)
+        limits.check(name, value, flag=flag, least=least)
+    limits.check("sample.batch_size", args.batch_size, flag="--batch-size")
+    limits.seed(args.seed, "--seed")
+    if not 0 < args.memorization_quantile < 1:
+        raise NCSNError(
+            f"--memorization-quantile {args.memorization_quantile}: expected a number in (0, 1)"
+        )
     if args.set and not args.reference_config:
         raise NCSNError("--set overrides the --reference-config; there is none")
     source = Path(args.source)
@@ -142,7 +149,7 @@ def cmd_evaluate(args) -> None:
         raise NCSNError(f"{source}: neither a run directory nor a samples .npz file")
     if args.train_images == "run" and not is_run:
         raise NCSNError("--train-images run needs a run directory as the source")
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     start = time.perf_counter()
     extractor, classifier = load_extractor(args.extractor, device)
     reference, reference_info = _reference(args)
@@ -155,6 +162,7 @@ def cmd_evaluate(args) -> None:
     elif is_run:
         model, sched, run_cfg, meta = load_run(source, device=device, log=_stderr)
         opts = sampler_options(args, run_cfg)
+        limits.check_memory("--n", args.n, tuple(meta["data_shape"]), copies=2)  # all kept
         samples, samples_info = run.draw(
             model,
             sched,

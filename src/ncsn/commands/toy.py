@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+import ncsn.limits as limits
 from ncsn.data.toy import TOY_NAMES
 from ncsn.lab.toy import DEFAULT_STEPS, run_toy
 
@@ -71,6 +72,9 @@ def add_parsers(sub) -> None:
 
 
 def _cmd_toy(args) -> None:
+    limits.check("train.steps", args.steps, flag="--steps")
+    limits.check("toy.particles", args.particles, flag="--particles")
+    limits.seed(args.seed, "--seed")
     out = Path(args.out) if args.out else Path("runs") / f"toy-{args.preset}"
     with _one_thread():
         paths = run_toy(

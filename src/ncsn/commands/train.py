@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 
+import ncsn.limits as limits
 import ncsn.schedule as schedule
-from ncsn.commands.common import add_config_args, check_at_least, load_config
+from ncsn.commands.common import add_config_args, load_config
 from ncsn.data import load_dataset
 from ncsn.devices import resolve_device
 from ncsn.errors import NCSNError
@@ -33,7 +34,10 @@ def cmd_schedule(args) -> None:
     data = load_dataset(cfg.data, seed=cfg.train.seed) if needs else None
     if data is not None:
         print(f"data: {data.name}, {len(data)} examples of shape {data.shape}")
-    sched = schedule.resolve(cfg.schedule, data.as_float() if data is not None else None)
+    if data is not None:  # as training resolves it, with the data mean it records
+        sched = schedule.resolve_for_data(cfg.schedule, data.x, data.as_float)
+    else:
+        sched = schedule.resolve(cfg.schedule, None)
     print(sched.describe())
     if args.list:
         print("sigmas: " + ", ".join(f"{s:.6g}" for s in sched.sigmas))
@@ -83,9 +87,11 @@ def _last_logged(path: Path) -> tuple[int, float, float] | None:
 
 
 def cmd_bands(args) -> None:
-    check_at_least("--experts", args.experts, 2)
-    check_at_least("--examples", args.examples, 1)
-    model, sched, cfg, _ = state.load_run(args.run_dir, device=resolve_device(args.device))
+    limits.check("bands.experts", args.experts, flag="--experts", least=2)
+    limits.check("bands.examples", args.examples, flag="--examples")
+    limits.seed(args.seed, "--seed")
+    device = resolve_device(args.device, "--device")
+    model, sched, cfg, _ = state.load_run(args.run_dir, device=device)
     data = load_dataset(cfg.data, seed=cfg.train.seed)
     gen = torch.Generator().manual_seed(args.seed)
     index = torch.randperm(len(data), generator=gen)[: args.examples]

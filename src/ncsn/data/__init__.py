@@ -5,7 +5,8 @@ from __future__ import annotations
 from ncsn.config import DataConfig
 from ncsn.data.arrays import load_array
 from ncsn.data.dataset import Dataset
-from ncsn.data.images import load_cifar10, load_digits, load_folder, load_mnist
+from ncsn.data.folder import load_folder
+from ncsn.data.images import load_cifar10, load_digits, load_mnist
 from ncsn.data.toy import load_toy
 from ncsn.errors import NCSNError
 

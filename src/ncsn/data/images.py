@@ -17,25 +17,11 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 
-import ncsn.progress as _progress
 from ncsn.data.dataset import Dataset
 from ncsn.data.download import download_cifar10, download_mnist
 from ncsn.errors import NCSNError
 
-IMAGE_EXTENSIONS = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".bmp",
-    ".gif",
-    ".webp",
-    ".tif",
-    ".tiff",
-    ".ppm",
-    ".pgm",
-)
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -47,7 +33,6 @@ CIFAR10_FILES = {
 }
 _IDX_IMAGES = 0x00000803  # unsigned bytes, 3 dimensions
 _IDX_LABELS = 0x00000801  # unsigned bytes, 1 dimension
-_PROGRESS_MIN_FILES = 1000
 
 
 def load_digits() -> Dataset:
@@ -116,43 +101,6 @@ def load_cifar10(root: str | Path, split: str = "train", *, download: bool = Fal
     x = np.concatenate([data for data, _ in batches]).reshape(-1, 3, 32, 32)
     labels = np.concatenate([y for _, y in batches])
     return Dataset(torch.from_numpy(x), "cifar10", levels=256, labels=torch.from_numpy(labels))
-
-
-def load_folder(root: str | Path, image_size: int, channels: int = 3) -> Dataset:
-    """Every image under ``root`` (recursive, sorted paths), centre-cropped square and resized.
-
-    Files are chosen by extension (:data:`IMAGE_EXTENSIONS`, any case); hidden files and folders
-    (names starting with ".") are skipped. Images are converted to RGB (``channels=3``) or grey
-    (``channels=1``), transparent parts composited over white, then the largest centred square
-    is resized to ``image_size`` with a bicubic filter. Returns uint8 (N, C, H, W), 256 levels.
-    """
-    root = _root_path(root, "folder")
-    if not root.is_dir():
-        raise NCSNError(f"{root}: image folder not found (data.root should be a directory)")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise NCSNError(f"data.image_size = {image_size!r}: expected a positive integer")
-    if channels not in (1, 3):
-        raise NCSNError(f"data.channels = {channels!r}: expected 1 (grey) or 3 (RGB)")
-    paths = sorted(
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        and p.is_file()
-    )
-    if not paths:
-        raise NCSNError(
-            f"{root}: no images found (looked recursively for files ending in "
-            f"{', '.join(IMAGE_EXTENSIONS)})"
-        )
-    mode = "L" if channels == 1 else "RGB"
-    x = np.empty((len(paths), image_size, image_size, channels), dtype=np.uint8)
-    progress = _progress.bar(
-        paths, desc=f"reading {root}", unit="img", disable=len(paths) <= _PROGRESS_MIN_FILES
-    )
-    for i, path in enumerate(progress):
-        x[i] = _read_image(path, image_size, mode).reshape(image_size, image_size, channels)
-    return Dataset(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), "folder", levels=256)
 
 
 def _root_path(root: str | Path | None, name: str) -> Path:
@@ -361,33 +309,3 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{path}: {y.size} labels for {len(data)} images: expected one integer label per image"
         )
     return data, y
-
-
-def _read_image(path: Path, size: int, mode: str) -> np.ndarray:
-    """One image file as a uint8 (size, size[, 3]) array: converted, centre-cropped, resized."""
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            img = ImageOps.exif_transpose(opened)
-    except Exception as e:  # Pillow reports corrupt files through many exception types
-        raise NCSNError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
-    try:
-        img = _convert(img, mode)
-    except ValueError as e:  # e.g. LAB pixels: Pillow has no conversion to grey
-        raise NCSNError(f"{path}: cannot convert its {img.mode} pixels to {mode} ({e})") from None
-    w, h = img.size
-    s = min(w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    # crop before resizing: a resize box would let the filter reach pixels outside the square
-    square = img.crop((left, top, left + s, top + s))
-    return np.asarray(square.resize((size, size), Image.Resampling.BICUBIC))
-
-
-def _convert(img: Image.Image, mode: str) -> Image.Image:
-    """``img`` in ``mode`` ('L' or 'RGB'): 16-bit grey scaled down, transparency over white."""
-    if img.mode.startswith("I;16"):
-        img = Image.fromarray((np.asarray(img) >> 8).astype(np.uint8), "L")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), rgba)
-    return img.convert(mode)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 import ncsn.config as config
+import ncsn.limits as limits
 from ncsn.data.toy import GaussianMixture, SampledToy, load_toy, make_toy
 from ncsn.errors import NCSNError
 from ncsn.lab import plots
@@ -92,7 +93,7 @@ def toy_config(
         ),
         run_dir=str(run_dir),
     )
-    config.validate(cfg, "toy config")
+    limits.check_config(cfg, lambda name: "toy config")
     return cfg
 
 

@@ -33,6 +33,7 @@ def heun_sampler(
     s_max: float = math.inf,
     s_noise: float = 1.0,
     x: torch.Tensor | None = None,
+    mean: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Heun's 2nd-order method over ``sigmas`` (descending, last one 0), Karras et al. 2022.
 
@@ -41,11 +42,18 @@ def heun_sampler(
     (Algorithm 2): γ_i = min(S_churn/N, √2 − 1), σ̂ = σ_i (1 + γ_i),
     x̂ = x + √(σ̂² − σ_i²) S_noise z — "a little noise, then go back".
     NFE = 2N − 1 for N steps ending at σ = 0.
+
+    The start is x₀ = μ + t₀ z, z ~ N(0, I) (``x`` overrides it): Algorithm 1 line 1 with
+    μ = ``mean`` (one example's shape, broadcast over the batch) or 0 when None. A deterministic
+    solver maps its start onto the data one to one, so x₀ must follow p_{t₀} ≈ N(μ_data, t₀² I)
+    (docs/conventions.md, "Where samplers start").
     """
     t = sigmas
     steps = len(t) - 1
     if x is None:
         x = t[0] * torch.randn(tuple(shape), generator=generator, device=generator.device)
+        if mean is not None:
+            x = x + mean.to(x.device)
     nfe = 0
     for i in range(steps):
         gamma = min(s_churn / steps, math.sqrt(2) - 1) if s_min <= t[i] <= s_max else 0.0

@@ -5,7 +5,8 @@ benchmark and the Python API.
 ``pc``, ``ode`` and ``churn``. Each sampler's own settings travel in its options dataclass below,
 whose field defaults are the library's defaults (the command line reads them from here). NFE is
 counted by the samplers themselves: ald L·T (+1 final denoising), pc (N−1)(1+M) (+1), ode and
-churn 2N − 1 (docs/conventions.md, "Samplers").
+churn 2N − 1 (docs/conventions.md, "Samplers"). ``ode`` starts from N(μ, σ₁² I), μ the training
+data's mean recorded in the run (:func:`ode_mean`).
 """
 
 from __future__ import annotations
@@ -124,13 +125,27 @@ def sample(
             denoise_final=opts.denoise_final, **common,
         )  # fmt: skip
         text = f"pc (N = {steps}, correctors {opts.correctors}, snr {opts.snr})"
+    elif sampler == "ode":
+        x = heun_sampler(model, shape, sigmas, mean=ode_mean(sched, shape), **common)
+        start = "N(μ, σ₁² I)" if sched.data_mean is not None else "N(0, σ₁² I), no μ recorded"
+        text = f"ode (Heun, N = {steps}, ρ = {opts.rho}, start {start})"
     else:
-        churn = {} if sampler == "ode" else dataclasses.asdict(opts)
-        churn.pop("rho", None)
+        churn = dataclasses.asdict(opts)
+        churn.pop("rho")
         x = heun_sampler(model, shape, sigmas, **churn, **common)
         settings = "".join(f", {k} {v}" for k, v in churn.items())
-        text = f"{sampler} (Heun, N = {steps}, ρ = {opts.rho}{settings})"
+        text = f"churn (Heun, N = {steps}, ρ = {opts.rho}{settings})"
     return x, nfe, text
+
+
+def ode_mean(sched: schedule.Schedule, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """μ, the training data's mean recorded in the run, as one example of ``shape`` (N, ...):
+    where the deterministic ``ode`` starts, N(μ, σ₁² I). None for runs without a recorded mean
+    (trained before issue 14): they start from N(0, σ₁² I), as before. ald, pc and churn keep
+    their starts: their noise carries them to p_σ whatever the start's mean."""
+    if sched.data_mean is None:
+        return None
+    return torch.tensor(sched.data_mean, dtype=torch.float32).reshape(shape[1:])
 
 
 def resolve(

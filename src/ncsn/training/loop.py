@@ -30,7 +30,7 @@ from ncsn.data import load_dataset
 from ncsn.data.dataset import Dataset
 from ncsn.devices import check_compile, resolve_device
 from ncsn.errors import NCSNError
-from ncsn.model import ScoreModel, build_model, count_parameters
+from ncsn.model import ScoreModel, build_model, check_training_memory, count_parameters
 from ncsn.nets import experts
 from ncsn.objectives import dsm_loss, ssm_loss
 from ncsn.training import distributed, lock, optim, state
@@ -40,6 +40,10 @@ from ncsn.training.preview import save_preview
 
 MAX_ROLLBACKS = 10  # then the run stops: the learning rate has been divided by ~1000 already
 _SCAN_EVERY = 1024  # read the guard's flags at least this often, whatever log_every is
+RUN_FILES = {  # what training writes into the run directory, checked before anything is
+    "checkpoints": "folder", "previews": "folder", "tb": "folder", "config.yaml": "file",
+    "schedule.json": "file", "metrics.csv": "file", lock.LOCK_NAME: "file",
+}  # fmt: skip
 
 
 def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
@@ -65,15 +69,19 @@ def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
         )
     if not w.main:
         log, progress = (lambda *_: None), False
+    if Path(cfg.run_dir).exists() and not Path(cfg.run_dir).is_dir():
+        raise NCSNError(f"run_dir = {cfg.run_dir!r}: is a file; expected a directory")
+    files.check_kinds(Path(cfg.run_dir), RUN_FILES, f"run_dir = {cfg.run_dir!r}")
+    levels = cfg.schedule.num_levels if cfg.schedule.num_levels != "auto" else 2
+    check_training_memory(cfg.model, data.shape, levels, device)
     held = lock.hold(cfg.run_dir) if w.main else contextlib.nullcontext()
     with distributed.process_group(w, device), held:
         try:
             run = _start(cfg, data, device, log, w)
             return _loop(run, progress)
-        except (torch.OutOfMemoryError, MemoryError) as e:
-            raise _out_of_memory(cfg, device, e) from None
-        except RuntimeError as e:
-            if "can't allocate memory" not in str(e):
+        except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+            oom = isinstance(e, (MemoryError, torch.OutOfMemoryError))
+            if not oom and "can't allocate memory" not in str(e):  # the CPU allocator's words
                 raise
             raise _out_of_memory(cfg, device, e) from None
 
@@ -138,8 +146,7 @@ def _start(
     if found is not None:
         sched = state.parse_meta(found[1], found[2])[1]
     else:
-        needs = schedule.needs_data(cfg.schedule)
-        sched = schedule.resolve(cfg.schedule, data.as_float() if needs else None)
+        sched = schedule.resolve_for_data(cfg.schedule, data.x, data.as_float)
 
     torch.manual_seed(t.seed)
     model = build_model(cfg.model, data.shape, sched.sigmas).to(device)
@@ -179,15 +186,10 @@ def _start(
     if t.channels_last and len(data.shape) == 3:
         layout = torch.channels_last
         model.to(memory_format=layout)
-    # DDP averages the gradients over ranks; the objectives call net(x, σ), i.e. its forward.
-    # (with experts, a batch or a band may leave an expert without examples: unused parameters)
-    net = (
-        torch.nn.parallel.DistributedDataParallel(
-            model, find_unused_parameters=cfg.model.experts > 1
-        )
-        if w.size > 1
-        else model
-    )
+    net = model  # what the objectives call as net(x, σ), i.e. its forward
+    if w.size > 1:  # DDP averages the gradients; with experts, a batch may leave one unused
+        unused = cfg.model.experts > 1
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=unused)
     if t.compile:
         net = torch.compile(net)  # the C++ compiler was checked in train()
 

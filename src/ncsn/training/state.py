@@ -2,9 +2,10 @@
 
 A training checkpoint holds tensors ``model.*``, ``ema.*``, ``optim.<i>.<name>`` and ``rng.*``
 (data order, training noise, the global CPU generator, and CUDA's when training on a GPU), and
-metadata: ``step``, ``config``, ``schedule``, ``data_shape``, ``data_name``, ``parameters``,
-``param_groups`` (Adam's hyper-parameters) and ``nonfinite`` (the guard's counters and the
-learning-rate scale it has applied; see docs/conventions.md, "Failures and recovery").
+metadata: ``step``, ``config``, ``schedule`` (with ``data_mean``, the training data's mean, in
+runs trained since issue 14), ``data_shape``, ``data_name``, ``parameters``, ``param_groups``
+(Adam's hyper-parameters) and ``nonfinite`` (the guard's counters and the learning-rate scale it
+has applied; see docs/conventions.md, "Failures and recovery").
 
 The metadata is checked field by field before anything is built from it, and a model is first
 built on the ``meta`` device to compare tensor shapes, so a tampered or foreign checkpoint ends
@@ -98,7 +99,7 @@ def parse_meta(meta: Any, path: Path) -> tuple[config.Config, schedule.Schedule]
     s = meta["schedule"]
     if not (
         isinstance(s, dict)
-        and set(s) <= {"sigmas", "step_size", "steps_per_level", "how", "step_rule"}
+        and set(s) <= {"sigmas", "step_size", "steps_per_level", "how", "step_rule", "data_mean"}
         and isinstance(s.get("sigmas"), list)
         and len(s["sigmas"]) > 0
         and all(_is_positive(v) for v in s["sigmas"])
@@ -109,6 +110,13 @@ def parse_meta(meta: Any, path: Path) -> tuple[config.Config, schedule.Schedule]
         and isinstance(s.get("step_rule", False), bool)
     ):
         raise bad("has a malformed schedule")
+    mean = s.get("data_mean")
+    if mean is not None and not (
+        isinstance(mean, list) and len(mean) == math.prod(shape) and all(map(_is_finite, mean))
+    ):
+        raise bad(
+            f"has a malformed schedule.data_mean (expected {math.prod(shape)} finite numbers)"
+        )
     for key in ("param_groups", "nonfinite"):
         if key in meta and not isinstance(meta[key], (list if key == "param_groups" else dict)):
             raise bad(f"has a malformed {key}")
@@ -118,6 +126,7 @@ def parse_meta(meta: Any, path: Path) -> tuple[config.Config, schedule.Schedule]
         s["steps_per_level"],
         {str(k): str(v) for k, v in s.get("how", {}).items()},
         s.get("step_rule", False),
+        None if mean is None else [float(v) for v in mean],
     )
     return cfg, sched
 
@@ -187,8 +196,15 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _is_finite(v: Any) -> bool:
+    """A JSON number that is a finite float (an integer too large for a float is not)."""
+    if _is_int(v):
+        return abs(v) < 2**1023
+    return isinstance(v, float) and math.isfinite(v)
+
+
 def _is_positive(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    return _is_finite(v) and v > 0
 
 
 def latest_good(ckpt_dir: Path, log, *, required: bool):
