@@ -199,12 +199,7 @@ def _apply_override(data: dict, item: str) -> str:
     key, sep, raw = item.partition("=")
     if not sep or not key:
         raise NCSNError(f"--set {limits.short(item)}: expected key=value, e.g. train.steps=1000")
-    try:
-        value = limits.load_yaml(raw, f"--set {item}") if raw != "" else None
-    except NCSNError as e:
-        if "alias" in str(e) or "characters of YAML" in str(e):
-            raise
-        value = raw
+    value = limits.load_yaml(raw, f"--set {item}", invalid=raw) if raw != "" else None
     node = data
     parts = key.split(".")
     for part in parts[:-1]:

@@ -119,8 +119,13 @@ def seed(value: int | None, flag: str) -> int | None:
     return value
 
 
-def load_yaml(text: str, source: str) -> Any:
-    """YAML text (at most MAX_CONFIG_BYTES, no aliases) as plain data; ``source`` names it."""
+_RAISE = object()
+
+
+def load_yaml(text: str, source: str, *, invalid: Any = _RAISE) -> Any:
+    """YAML text (at most MAX_CONFIG_BYTES, no aliases) as plain data; ``source`` names it.
+    Text that is not valid YAML is an NCSNError, or gives ``invalid`` when one is passed (a
+    ``--set`` value is then kept as plain text); size and aliases are refused either way."""
     if len(text) > MAX_CONFIG_BYTES:
         raise NCSNError(f"{source}: {len(text):,} characters of YAML; at most {MAX_CONFIG_BYTES:,}")
     try:
@@ -132,6 +137,8 @@ def load_yaml(text: str, source: str) -> Any:
                 )
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
+        if invalid is not _RAISE:
+            return invalid
         raise NCSNError(f"{source}: not valid YAML ({short(str(e))})") from None
 
 

@@ -72,8 +72,8 @@ def cmd_sample(args) -> None:
             ):  # fmt: skip
                 x = batch[0].float().cpu()
                 write(to_uint8(x) if is_image else x.numpy())
-                if sum(len(s) for s in shown) < keep:
-                    shown.append(x[: keep - sum(len(s) for s in shown)])
+                shown.append(x[:keep])
+                keep -= len(shown[-1])
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()  # a failed run leaves no empty folder

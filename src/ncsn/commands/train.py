@@ -30,11 +30,9 @@ def cmd_train(args) -> None:
 
 def cmd_schedule(args) -> None:
     cfg = load_config(args)
-    needs = schedule.needs_data(cfg.schedule)
-    data = load_dataset(cfg.data, seed=cfg.train.seed) if needs else None
-    if data is not None:
+    if schedule.needs_data(cfg.schedule):  # as training resolves it, with the mean it records
+        data = load_dataset(cfg.data, seed=cfg.train.seed)
         print(f"data: {data.name}, {len(data)} examples of shape {data.shape}")
-    if data is not None:  # as training resolves it, with the data mean it records
         sched = schedule.resolve_for_data(cfg.schedule, data.x, data.as_float)
     else:
         sched = schedule.resolve(cfg.schedule, None)
