@@ -1,6 +1,7 @@
 """The public Python API: ``ncsn.load``/``Run.sample``, ``ncsn.train``, ``ncsn.evaluate``, and the
 README's library example run as written."""
 
+import json
 import os
 import re
 from pathlib import Path
@@ -85,3 +86,18 @@ def test_help_of_the_package_names_the_api():
     for name in ("load", "train", "evaluate", "sample", "heun_sampler", "karras_sigmas"):
         assert name in doc and hasattr(ncsn, name)
     assert os.path.basename(ncsn.__file__) == "__init__.py"
+
+
+def test_run_likelihood_gives_the_value_of_ncsn_likelihood(run_dir, tmp_path):
+    images = np.random.default_rng(1).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)
+    np.savez(tmp_path / "x.npz", images=images)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    scores = ncsn.load(run_dir).likelihood(x, steps=3, seed=2)
+    assert scores.bits_per_dim.shape == (4,) and scores.nfe == 6
+    out = tmp_path / "ll.json"
+    argv = ["likelihood", str(run_dir), "--data", str(tmp_path / "x.npz"), "--steps", "3"]
+    assert main([*argv, "--seed", "2", "--out", str(out), "--no-progress"]) == 0
+    cli = json.loads(out.read_text())["bits_per_dim"]
+    assert cli == pytest.approx(float(scores.bits_per_dim.double().mean()), rel=1e-12)
+    with pytest.raises(ncsn.NCSNError, match="shape"):
+        ncsn.load(run_dir).likelihood(torch.zeros(2, 1, 4, 4))

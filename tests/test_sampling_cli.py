@@ -180,3 +180,74 @@ def test_compile_without_a_cpp_compiler_is_a_clear_error(run, tmp_path, capsys, 
     err = capsys.readouterr().err
     assert "--compile" in err and "C++ compiler" in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()
+
+
+# --- the fast samplers (ipndm, dpmpp_2m, dpmpp_2m_sde, restart) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "sampler, flags, nfe",
+    [
+        ("ipndm", [], 10),
+        ("ipndm", ["--max-order", "2", "--step-schedule", "loguniform"], 10),
+        ("dpmpp_2m", [], 10),
+        ("dpmpp_2m_sde", ["--eta", "0.5"], 10),
+        ("restart", [], 2 * 10 - 1 + 2 * 2 * 4),  # defaults K = 2, M = 4
+        ("restart", ["--restarts", "1", "--restart-steps", "3", "--restart-max", "2"], 19 + 6),
+        ("restart", ["--restarts", "0"], 19),
+    ],
+)
+def test_each_fast_sampler_writes_samples_and_reports_nfe(
+    run, tmp_path, capsys, sampler, flags, nfe
+):
+    out = tmp_path / sampler
+    argv = ["sample", str(run), "--sampler", sampler, "--steps", "10", "--n", "5", *flags]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert f"NFE {nfe} per sample" in capsys.readouterr().out
+    images = np.load(out / "samples.npz")["images"]
+    assert images.shape == (5, 8, 8, 1)
+    assert main([*argv, "--out", str(tmp_path / "again")]) == 0
+    assert np.array_equal(np.load(tmp_path / "again" / "samples.npz")["images"], images)
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--max-order", "0"),
+        ("--max-order", "5"),
+        ("--eta", "-1"),
+        ("--eta", "nan"),
+        ("--restarts", "-1"),
+        ("--restart-steps", "0"),
+        ("--restart-min", "0"),
+        ("--restart-max", "inf"),
+        ("--restart-max", "0.05"),  # not above --restart-min (0.1)
+    ],
+)
+def test_bad_fast_sampler_flags_exit_2_in_one_line_naming_the_flag(run, capsys, flag, value):
+    assert main(["sample", str(run), "--sampler", "restart", flag, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"ncsn: error: {flag} ")
+
+
+def test_unknown_step_schedule_is_refused_by_the_parser(run, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["sample", str(run), "--sampler", "ipndm", "--step-schedule", "linear"])
+    assert stop.value.code == 2
+    assert "--step-schedule" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_the_runs_sample_section_names_the_default_sampler(tmp_path, capsys):
+    run = tmp_path / "ode-run"
+    sets = [*TINY, "--set", "sample.sampler=ode", "--set", "sample.steps=4"]
+    assert main(["train", "--config", "digits", *sets, "--run-dir", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(run), "--n", "2", "--out", str(tmp_path / "a")]) == 0
+    assert "ode (Heun, N = 4" in capsys.readouterr().out  # its sampler and steps
+    assert (
+        main(["sample", str(run), "--n", "2", "--sampler", "ode", "--out", str(tmp_path / "b")])
+        == 0
+    )
+    assert "N = 18" in capsys.readouterr().out  # another --sampler: that sampler's default steps
+    assert main(["sample", str(run), "--n", "2", "--steps", "3", "--out", str(tmp_path / "c")]) == 0
+    assert "ode (Heun, N = 3" in capsys.readouterr().out

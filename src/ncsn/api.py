@@ -5,9 +5,10 @@
     x = run.sample(16, sampler="ode", steps=10, seed=0)  # (16, C, H, W) in [0, 1]
     run = ncsn.train("digits", train={"steps": 200}, run_dir="runs/quick")
     scores = ncsn.evaluate(x, reference, extractor="classifier:clf.safetensors")
+    run.likelihood(x_test).bits_per_dim                # per image, through the ODE
 
 Everything here goes through the same functions as the command line (``ncsn train``,
-``ncsn sample``, ``ncsn evaluate``): same seed, same bytes.
+``ncsn sample``, ``ncsn evaluate``, ``ncsn likelihood``): same seed, same bytes.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from pathlib import Path
 import torch
 
 import ncsn.config as config
+import ncsn.likelihood as likelihood
 import ncsn.presets as presets
+import ncsn.samplers.conditioning as conditioning
 from ncsn.devices import resolve_device
+from ncsn.errors import NCSNError
 from ncsn.metrics.evaluate import evaluate as _score
 from ncsn.metrics.evaluate import load_extractor
 from ncsn.model import ScoreModel
@@ -49,16 +53,37 @@ class Run:
         self,
         n: int,
         *,
-        sampler: str = "ald",
+        sampler: str | None = None,
         steps: int | None = None,
         seed: int = 0,
         batch_size: int | None = None,
+        labels: torch.Tensor | int | None = None,
+        guidance: float | None = None,
         **options,
     ) -> torch.Tensor:
-        """``n`` samples from ``sampler`` (ald, pc, ode, churn; ``steps`` as in ``ncsn sample``),
-        with the sampler's options by name (e.g. ``eps=``, ``snr=``, ``s_churn=``; see
-        :mod:`ncsn.samplers.run`). Images come clipped to [0, 1]; vectors as they are."""
+        """``n`` samples from ``sampler`` (any of ``ncsn.SAMPLERS``; default the run's
+        ``sample.sampler`` and ``sample.steps``; ``steps`` as in ``ncsn sample``), with the
+        sampler's options by name (e.g. ``eps=``, ``snr=``, ``s_churn=``; see
+        :mod:`ncsn.samplers.run`). A class-conditional run takes ``labels`` (one class index, or
+        one per sample; default the classes in turn) and the classifier-free ``guidance`` weight
+        w (default 1). Images come clipped to [0, 1]; vectors as they are."""
+        if sampler is None:  # the run's sample.sampler, with its sample.steps
+            sampler = self.config.sample.sampler
+            steps = steps if steps is not None else self.config.sample.steps
         opts = samplers.options(sampler, **options)
+        k = self.model.num_classes
+        if isinstance(labels, int):
+            labels = torch.full((n,), labels, dtype=torch.long)
+        if labels is None and (k or guidance is not None):
+            labels = conditioning.class_labels(None, k, n, flag="labels")
+            if labels is None:
+                raise NCSNError(f"guidance = {guidance}: the run is not class-conditional")
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.long)
+            if not k:
+                raise NCSNError("labels given, but the run is not class-conditional")
+            if labels.shape != (n,) or not bool(((labels >= 0) & (labels < k)).all()):
+                raise NCSNError(f"labels: expected {n} class indices from 0 to {k - 1}")
         x, _ = samplers.draw(
             self.model,
             self.schedule,
@@ -69,8 +94,26 @@ class Run:
             sampler=sampler,
             steps=steps,
             opts=opts,
+            labels=labels,
+            guidance=guidance,
         )
         return x.clamp(0, 1) if len(self.shape) == 3 else x
+
+    def likelihood(
+        self, x: torch.Tensor, *, levels: int | None = 256, seed: int = 0, **options
+    ) -> likelihood.ImageScores:
+        """log p (nats) and, for ``levels``-level data dequantized (8-bit images by default;
+        ``levels=None`` for continuous data), bits/dim of each example of ``x`` (N, *shape) on the
+        [0, 1] scale, through the probability-flow ODE from the run's σ_L to σ₁ (options as in
+        :func:`ncsn.likelihood.log_likelihood`: ``steps``, ``solver``, ``probes``, …)."""
+        if tuple(x.shape[1:]) != self.shape:
+            raise NCSNError(f"x has examples of shape {tuple(x.shape[1:])}; the run models "
+                            f"{self.shape}")  # fmt: skip
+        return likelihood.score_examples(
+            self.model, x, sigma_min=self.schedule.sigma_min, sigma_max=self.schedule.sigma_max,
+            mean=samplers.ode_mean(self.schedule, (1, *self.shape)),
+            levels=levels if len(self.shape) == 3 else None, seed=seed, **options,
+        )  # fmt: skip
 
 
 def load(run_dir: str | Path, *, ema: bool = True, device: str = "auto") -> Run:

@@ -73,6 +73,7 @@ class ModelConfig:
     sigma_data: float = 0.5
     experts: int = 1  # > 1: that many networks, each owning a band of the ladder (nets/experts.py)
     expert_bands: list[int] | Literal["equal"] = "equal"  # first level index of each band
+    num_classes: int = 0  # > 0: class-conditional s_θ(x, σ, y), labels 0…num_classes−1
 
 
 @dataclass
@@ -110,13 +111,19 @@ class TrainConfig:
     fp_probes: int = 1  # Hutchinson probe vectors per example
     channels_last: bool = False  # torch.channels_last memory format for image networks
     compile: bool = False  # torch.compile the network for training
+    label_dropout: float = 0.0  # conditional: P(label → "no label"), for classifier-free guidance
 
 
 @dataclass
 class SampleConfig:
     """Defaults for ``ncsn sample`` (each can be overridden on the command line)."""
 
-    sampler: Literal["ald"] = "ald"
+    # what `ncsn sample` (and evaluate, Run.sample) runs without --sampler, and its --steps
+    # (None: that sampler's default); names as ncsn.samplers.run.SAMPLERS
+    sampler: Literal[
+        "ald", "pc", "ode", "churn", "ipndm", "dpmpp_2m", "dpmpp_2m_sde", "restart"
+    ] = "ald"
+    steps: int | None = None
     n: int = 64
     batch_size: int = 500
     init: Literal["uniform", "gaussian"] = "uniform"

@@ -60,11 +60,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 @contextmanager
 def npz_writer(
-    path: str | Path, key: str, shape: tuple[int, ...], dtype: np.dtype
+    path: str | Path,
+    key: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> Iterator[Callable[[np.ndarray], None]]:
     """Write an ``.npz`` holding one array ``key`` of ``shape`` batch by batch along its first
     axis (uncompressed, as ``np.savez`` writes; numpy's own .npy header), atomically: the whole
-    array never needs to be in memory. Yields ``write(batch)``; all rows must be written."""
+    array never needs to be in memory. Yields ``write(batch)``; all rows must be written.
+    ``extra`` arrays (e.g. ``labels``), known in advance, are stored after it."""
     dtype, done = np.dtype(dtype), 0
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
 
@@ -79,12 +84,15 @@ def npz_writer(
     with (
         atomic_open(path) as f,
         zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
-        archive.open(f"{key}.npy", "w", force_zip64=True) as member,
     ):
-        np.lib.format.write_array_header_1_0(member, header)
-        yield write
-        if done != shape[0]:
-            raise ValueError(f"{path}: {done} of {shape[0]} rows written")
+        with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            yield write
+            if done != shape[0]:
+                raise ValueError(f"{path}: {done} of {shape[0]} rows written")
+        for name, array in (extra or {}).items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
 
 
 def _fsync_dir(folder: Path) -> None:

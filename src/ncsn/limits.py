@@ -52,6 +52,7 @@ BOUNDS = {
     "model.layers": 256,
     "model.embedding_dim": 1 << 16,
     "model.experts": 64,
+    "model.num_classes": 100_000,
     "model.channel_mult": 64,  # each entry; at most 16 entries
     "data.toy_n": 10**7,
     "data.image_size": 4096,
@@ -59,10 +60,10 @@ BOUNDS = {
     "sample.batch_size": 1 << 16,
     "sample.gif_frames": 10_000,
     "sample.seed": MAX_SEED,
+    "sample.steps": 1_000_000,  # ald: T; the others: N levels
 }
 MAX_CHANNEL_MULT_ENTRIES = 16
 FLAG_BOUNDS = {  # command-line sizes that are no config field
-    "sample.steps": 1_000_000,  # ald: T; pc/ode/churn: N
     "sample.levels": BOUNDS["schedule.num_levels"],
     "sample.correctors": 1000,
     "sample.grid": 10_000,
@@ -76,6 +77,8 @@ FLAG_BOUNDS = {  # command-line sizes that are no config field
     "evaluate.kid_subsets": 100_000,
     "evaluate.kid_subset_size": 1_000_000,
     "toy.particles": 10**7,
+    "likelihood.probes": 10_000,
+    "likelihood.dequantize": 10_000,
 }
 
 
@@ -202,6 +205,8 @@ def check_config(cfg, blame=lambda name: "config") -> None:
     ]:
         if value < 1:
             fail(name, value, "a positive integer")
+    if smp.steps is not None and smp.steps < 1:
+        fail("sample.steps", smp.steps, "a positive integer (or null: the sampler's default)")
     for name, value in [("train.preview_every", t.preview_every), ("train.warmup", t.warmup)]:
         if value < 0:
             fail(name, value, "zero or a positive integer")
@@ -251,6 +256,25 @@ def check_config(cfg, blame=lambda name: "config") -> None:
         fail("model.embedding_dim", m.embedding_dim, "an even number")
     if not 0 <= m.dropout < 1:
         fail("model.dropout", m.dropout, "a number in [0, 1)")
+    if m.num_classes < 0:
+        fail("model.num_classes", m.num_classes, "0 (unconditional) or the number of classes")
+    if m.num_classes and m.net == "refinenet":
+        fail(
+            "model.num_classes",
+            m.num_classes,
+            "0 for model.net = 'refinenet' (the paper's "
+            "network has no class input; use unet or mlp)",
+        )
+    if not 0 <= t.label_dropout < 1:
+        fail("train.label_dropout", t.label_dropout, "a probability in [0, 1)")
+    if t.label_dropout and not m.num_classes:
+        fail("train.label_dropout", t.label_dropout, "0 unless model.num_classes > 0")
+    if m.num_classes and t.fp_weight > 0:
+        fail(
+            "train.fp_weight",
+            t.fp_weight,
+            "0 with model.num_classes > 0 (the Fokker–Planck term is unconditional)",
+        )
     if not m.sigma_data > 0:
         fail("model.sigma_data", m.sigma_data, "a positive number")
     if d.subset is not None and (len(d.subset) != 2 or not 0 <= d.subset[0] < d.subset[1]):

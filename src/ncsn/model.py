@@ -39,6 +39,7 @@ class ScoreModel(nn.Module):
         input_scaling: bool = True,
         sigma_data: float = 0.5,
         conditional: bool = True,
+        num_classes: int = 0,
     ):
         super().__init__()
         if parameterization not in PARAMETERIZATIONS:
@@ -51,26 +52,42 @@ class ScoreModel(nn.Module):
         self.input_scaling = input_scaling
         self.sigma_data = sigma_data
         self.conditional = conditional
+        self.num_classes = num_classes
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-        return self.score(x, sigma)
+    def forward(
+        self, x: torch.Tensor, sigma: torch.Tensor | float, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.score(x, sigma, labels)
 
-    def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-        """s_θ(x, σ); ``sigma`` is a scalar or one value per example, shape (N,)."""
+    def score(
+        self, x: torch.Tensor, sigma: torch.Tensor | float, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """s_θ(x, σ) or, for a class-conditional model (``num_classes`` > 0), s_θ(x, σ, y) with
+        ``labels`` y (N,) in 0…K−1, K meaning "no label" (also what None means); ``sigma`` is a
+        scalar or one value per example, shape (N,)."""
         sigma = sigma_batch(sigma, x)
         s = append_dims(sigma, x.dim())
         c_in = torch.rsqrt(s * s + self.sigma_data**2) if self.input_scaling else 1.0
-        out = self.net(x * c_in, sigma if self.conditional else torch.ones_like(sigma))
+        net_sigma = sigma if self.conditional else torch.ones_like(sigma)
+        if self.num_classes:
+            out = self.net(x * c_in, net_sigma, labels)
+        elif labels is not None:
+            raise NCSNError("labels given, but the model is not class-conditional "
+                            "(model.num_classes = 0)")  # fmt: skip
+        else:
+            out = self.net(x * c_in, net_sigma)
         if self.parameterization == "noise":
             return -out / s
         if self.parameterization == "score_sigma":
             return out / s
         return (out - x) / (s * s)
 
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+    def denoise(
+        self, x: torch.Tensor, sigma: torch.Tensor | float, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """D(x, σ) = x + σ² s_θ(x, σ), the posterior mean E[x₀ | x̃ = x] (Tweedie's formula)."""
         s = append_dims(sigma_batch(sigma, x), x.dim())
-        return x + s * s * self.score(x, sigma)
+        return x + s * s * self.score(x, sigma, labels)
 
 
 def build_model(cfg, data_shape: tuple[int, ...], sigmas=None) -> ScoreModel:
@@ -93,6 +110,7 @@ def build_model(cfg, data_shape: tuple[int, ...], sigmas=None) -> ScoreModel:
         input_scaling=cfg.input_scaling,
         sigma_data=cfg.sigma_data,
         conditional=cfg.conditional,
+        num_classes=cfg.num_classes,
     )
 
 
@@ -103,7 +121,7 @@ def _network(cfg, data_shape: tuple[int, ...], sigmas) -> nn.Module:
                 f"model.net = 'mlp' needs vector data (N, D); the data set has examples of shape "
                 f"{tuple(data_shape)}: use model.net = 'unet' for images"
             )
-        net = MLP(data_shape[0], cfg.hidden, cfg.layers, cfg.embedding_dim)
+        net = MLP(data_shape[0], cfg.hidden, cfg.layers, cfg.embedding_dim, cfg.num_classes)
     elif cfg.net == "unet":
         if len(data_shape) != 3:
             raise NCSNError(
@@ -121,6 +139,7 @@ def _network(cfg, data_shape: tuple[int, ...], sigmas) -> nn.Module:
             cfg.dropout,
             cfg.groups,
             cfg.embedding_dim,
+            cfg.num_classes,
         )
     elif cfg.net == "refinenet":
         if len(data_shape) != 3:

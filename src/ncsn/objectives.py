@@ -24,19 +24,23 @@ def dsm_loss(
     generator: torch.Generator,
     power: float = 2.0,
     shard: tuple[int, int] = (0, 1),
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Weighted denoising score matching (Song & Ermon 2019, Eq. 5–6; Vincent 2011).
 
-    x̃ = x + σz; ℓ = ½ ‖s_θ(x̃, σ) + z/σ‖², weighted by λ(σ) = σ^p.
+    x̃ = x + σz; ℓ = ½ ‖s_θ(x̃, σ) + z/σ‖², weighted by λ(σ) = σ^p. With ``labels`` (a
+    class-conditional model) the score is s_θ(x̃, σ, y): the same loss per class.
     """
     sigma, z = _draw(x, sigmas, generator, shard)
-    return (sigma.pow(power) * dsm_per_example(model, x, z, sigma)).mean()
+    return (sigma.pow(power) * dsm_per_example(model, x, z, sigma, labels)).mean()
 
 
-def dsm_per_example(model, x: torch.Tensor, z: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """ℓ = ½ ‖s_θ(x + σz, σ) + z/σ‖² for each example (unweighted; σ of shape (N,))."""
+def dsm_per_example(
+    model, x: torch.Tensor, z: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """ℓ = ½ ‖s_θ(x + σz, σ[, y]) + z/σ‖² for each example (unweighted; σ of shape (N,))."""
     s = append_dims(sigma, x.dim())
-    score = model(x + s * z, sigma)
+    score = model(x + s * z, sigma) if labels is None else model(x + s * z, sigma, labels)
     return 0.5 * (score + z / s).pow(2).flatten(1).sum(1)
 
 
@@ -62,6 +66,7 @@ def ssm_loss(
     power: float = 2.0,
     projections: int = 1,
     shard: tuple[int, int] = (0, 1),
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sliced score matching, variance-reduced form (Song et al. 2019, Eq. 8 / SSM-VR).
 
@@ -72,7 +77,7 @@ def ssm_loss(
     sigma, z = _draw(x, sigmas, generator, shard)
     s = append_dims(sigma, x.dim())
     x_noisy = (x + s * z).detach().requires_grad_(True)
-    score = model(x_noisy, sigma)
+    score = model(x_noisy, sigma) if labels is None else model(x_noisy, sigma, labels)
     trace = torch.zeros_like(sigma)
     rank, world = shard
     for _ in range(projections):

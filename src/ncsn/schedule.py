@@ -39,6 +39,32 @@ def karras_sigmas(sigma_max: float, sigma_min: float, n: int, rho: float = 7.0) 
     return [(a + i / (n - 1) * (b - a)) ** rho for i in range(n)] + [0.0]
 
 
+def loguniform_sigmas(sigma_max: float, sigma_min: float, n: int) -> list[float]:
+    """σ_i = exp(ln σ_max + i/(n−1) (ln σ_min − ln σ_max)), i < n, then σ_n = 0: steps uniform
+    in λ = −ln σ, the uniform-logSNR steps of DPM-Solver (Lu et al. 2022, with α = 1), as
+    k-diffusion's ``get_sigmas_exponential``. Ends at 0 like :func:`karras_sigmas`."""
+    if n == 1:
+        return [float(sigma_max), 0.0]
+    a, b = math.log(sigma_max), math.log(sigma_min)
+    return [math.exp(a + i / (n - 1) * (b - a)) for i in range(n)] + [0.0]
+
+
+STEP_SCHEDULES = ("karras", "loguniform")
+
+
+def step_sigmas(
+    name: str, sigma_max: float, sigma_min: float, n: int, rho: float = 7.0
+) -> list[float]:
+    """The ODE samplers' n levels from σ_max to σ_min, then 0, by schedule ``name``:
+    ``karras`` (:func:`karras_sigmas`, spacing ρ) or ``loguniform`` (:func:`loguniform_sigmas`,
+    ρ unused)."""
+    if name == "karras":
+        return karras_sigmas(sigma_max, sigma_min, n, rho)
+    if name == "loguniform":
+        return loguniform_sigmas(sigma_max, sigma_min, n)
+    raise NCSNError(f"step schedule {name!r}: expected one of {', '.join(STEP_SCHEDULES)}")
+
+
 def sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
     """σ as one value per example of the batch ``x``, shape (N,), in ``x``'s dtype and device."""
     if isinstance(sigma, torch.Tensor) and sigma.dim() == 1:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from ncsn.files import atomic_write_bytes
 
@@ -56,11 +56,34 @@ def _pil(grid: np.ndarray) -> Image.Image:
     return Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> None:
-    """Write a PNG grid of images in [0, 1] (atomically)."""
+def save_grid(
+    images: torch.Tensor,
+    path: str | Path,
+    nrow: int | None = None,
+    row_labels: Sequence[str] | None = None,
+) -> None:
+    """Write a PNG grid of images in [0, 1] (atomically), ``nrow`` images per row; with
+    ``row_labels``, each row's label is written in a margin on its left (class grids)."""
+    image = _pil(make_grid(images, nrow))
+    if row_labels:
+        image = _label_rows(image, list(row_labels))
     buf = io.BytesIO()
-    _pil(make_grid(images, nrow)).save(buf, format="PNG")
+    image.save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _label_rows(image: Image.Image, labels: list[str]) -> Image.Image:
+    """``image`` with a white margin on the left holding one label per (equal-height) row."""
+    font = ImageFont.load_default()
+    width = 8 + max(int(ImageDraw.Draw(image).textlength(t, font=font)) for t in labels)
+    out = Image.new(image.mode, (image.width + width, image.height), 255 if image.mode == "L"
+                    else (255, 255, 255))  # fmt: skip
+    out.paste(image, (width, 0))
+    draw, row = ImageDraw.Draw(out), image.height / len(labels)
+    for i, text in enumerate(labels):
+        draw.text((4, int((i + 0.5) * row) - 5), text, fill=0 if image.mode == "L" else (0, 0, 0),
+                  font=font)  # fmt: skip
+    return out
 
 
 def save_gif(frames: Sequence[np.ndarray], path: str | Path, duration_ms: int = 80) -> None:

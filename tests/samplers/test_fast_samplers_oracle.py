@@ -7,26 +7,14 @@ import math
 import pytest
 import torch
 
-from ncsn.data.toy import GaussianMixture, OracleModel, make_toy
-from ncsn.metrics import energy_distance, noise_floor
+from ncsn.data.toy import OracleModel
+from ncsn.metrics import energy_distance
 from ncsn.samplers.ode import heun_sampler
 from ncsn.samplers.pc import pc_sampler
 from ncsn.schedule import karras_sigmas
 
 N = 4000
 DISTANCE = functools.partial(energy_distance, unbiased=False)
-
-
-@pytest.fixture(scope="module")
-def mixture() -> GaussianMixture:
-    return make_toy("mixture")
-
-
-@pytest.fixture(scope="module")
-def floor(mixture) -> float:
-    return noise_floor(
-        mixture.sample, N, DISTANCE, repeats=3, generator=torch.Generator().manual_seed(1)
-    ).mean
 
 
 def _run(sampler, mixture, seed, **options):

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 import ncsn.config as config
 import ncsn.limits as limits
 import ncsn.presets as presets
+import ncsn.samplers.conditioning as conditioning
+import ncsn.schedule as schedule
 from ncsn.devices import resolve_device
 from ncsn.errors import NCSNError
 from ncsn.samplers import run
+from ncsn.samplers.multistep import MAX_ORDER
 from ncsn.training.state import load_run
 
 
@@ -54,14 +59,24 @@ def check_positive(flag: str, value) -> None:
 def add_sampler_args(q) -> None:
     """``--sampler``, ``--steps`` and every sampler's options; defaults from
     :mod:`ncsn.samplers.run`'s options dataclasses (stated there once)."""
-    pc, churn = run.PC(), run.Churn()
-    q.add_argument("--sampler", choices=run.SAMPLERS, default="ald", help="default ald")
+    pc, churn, ipndm, sde, restart = (
+        run.PC(),
+        run.Churn(),
+        run.IPNDM(),
+        run.DPMpp2MSDE(),
+        run.Restart(),
+    )
+    q.add_argument(
+        "--sampler",
+        choices=run.SAMPLERS,
+        help="default: the run's sample.sampler (ald in every preset) with its sample.steps",
+    )
     q.add_argument(
         "--steps",
         type=int,
         help="ald: Langevin steps per level T (ε follows the NCSNv2 rule for it; default the "
-        "run's T); pc: noise levels N (default the run's L); ode/churn: N (default "
-        f"{run.ODE_STEPS})",
+        "run's T); pc: noise levels N (default the run's L); ode, churn, ipndm, dpmpp_2m, "
+        f"dpmpp_2m_sde, restart: N (default {run.ODE_STEPS})",
     )
     q.add_argument(
         "--eps",
@@ -85,7 +100,54 @@ def add_sampler_args(q) -> None:
     )
     q.add_argument("--snr", type=float, default=pc.snr, help=f"pc: signal-to-noise r ({pc.snr})")
     q.add_argument(
-        "--rho", type=float, default=churn.rho, help=f"ode/churn: σ spacing ρ ({churn.rho})"
+        "--rho",
+        type=float,
+        default=churn.rho,
+        help=f"ode, churn and the karras step schedule: σ spacing ρ ({churn.rho})",
+    )
+    q.add_argument(
+        "--step-schedule",
+        choices=schedule.STEP_SCHEDULES,
+        default=ipndm.schedule,
+        help="ipndm, dpmpp_2m, dpmpp_2m_sde, restart: the N levels ρ-spaced (karras, Karras et "
+        f"al. 2022 Eq. 5) or uniform in log σ (loguniform) ({ipndm.schedule})",
+    )
+    q.add_argument(
+        "--max-order",
+        type=int,
+        default=ipndm.max_order,
+        help=f"ipndm: highest Adams–Bashforth order, 1 to 4 ({ipndm.max_order})",
+    )
+    q.add_argument(
+        "--eta",
+        type=float,
+        default=sde.eta,
+        help=f"dpmpp_2m_sde: noise share η, 0 = the deterministic 2M ({sde.eta})",
+    )
+    q.add_argument(
+        "--restart-min",
+        type=float,
+        default=restart.restart_min,
+        help="restart: t_min, a σ; the restarts begin at the first level at or below it "
+        f"({restart.restart_min})",
+    )
+    q.add_argument(
+        "--restart-max",
+        type=float,
+        default=restart.restart_max,
+        help=f"restart: t_max, the σ each restart adds noise up to ({restart.restart_max})",
+    )
+    q.add_argument(
+        "--restarts",
+        type=int,
+        default=restart.restarts,
+        help=f"restart: K, how many times to restart, 0 = plain Heun ({restart.restarts})",
+    )
+    q.add_argument(
+        "--restart-steps",
+        type=int,
+        default=restart.restart_steps,
+        help=f"restart: M, Heun steps from t_max back to t_min ({restart.restart_steps})",
     )
     for name in ("s_churn", "s_min", "s_max", "s_noise"):
         value = getattr(churn, name)
@@ -96,7 +158,11 @@ def add_sampler_args(q) -> None:
 
 def sampler_options(args, cfg: config.Config):
     """The options dataclass of ``args.sampler`` from the sampler flags (and the run's
-    ``sample.init``), checked."""
+    ``sample.init``), checked. Without ``--sampler``, the run's ``sample.sampler`` and, unless
+    ``--steps`` is given, its ``sample.steps`` (``args`` is updated)."""
+    if args.sampler is None:
+        args.sampler = cfg.sample.sampler
+        args.steps = args.steps if args.steps is not None else cfg.sample.steps
     limits.check("sample.steps", args.steps, flag="--steps")
     limits.check("sample.levels", args.levels, flag="--levels")
     limits.check("sample.correctors", args.correctors, flag="--correctors", least=0)
@@ -110,6 +176,7 @@ def sampler_options(args, cfg: config.Config):
             raise NCSNError(f"{flag} {value}: expected a finite number of at least 0")
     if not args.s_max >= 0:  # inf: churn at every σ ≥ S_min
         raise NCSNError(f"--s-max {args.s_max}: expected a number of at least 0 (or inf)")
+    _check_fast_samplers(args)
     return run.options(
         args.sampler,
         eps=args.eps,
@@ -123,7 +190,36 @@ def sampler_options(args, cfg: config.Config):
         s_min=args.s_min,
         s_max=args.s_max,
         s_noise=args.s_noise,
+        schedule=args.step_schedule,
+        max_order=args.max_order,
+        eta=args.eta,
+        restart_min=args.restart_min,
+        restart_max=args.restart_max,
+        restarts=args.restarts,
+        restart_steps=args.restart_steps,
     )
+
+
+def _check_fast_samplers(args) -> None:
+    """The flags of ipndm, dpmpp_2m_sde and restart, each refused in one line naming it."""
+    for flag, value, least, most in [
+        ("--max-order", args.max_order, 1, MAX_ORDER),
+        ("--restarts", args.restarts, 0, 1000),
+        ("--restart-steps", args.restart_steps, 1, 1000),
+    ]:
+        if not least <= value <= most:
+            raise NCSNError(
+                f"{flag} {limits.short(value)}: expected an integer from {least} to {most}"
+            )
+    if not 0 <= args.eta < math.inf:
+        raise NCSNError(f"--eta {args.eta}: expected a finite number of at least 0")
+    check_positive("--restart-min", args.restart_min)
+    check_positive("--restart-max", args.restart_max)
+    if not args.restart_max > args.restart_min:
+        raise NCSNError(
+            f"--restart-max {args.restart_max}: expected a σ above --restart-min "
+            f"{args.restart_min} (restarts add noise from t_min up to t_max)"
+        )
 
 
 def run_args(q, default_out: str) -> None:
@@ -140,3 +236,46 @@ def load_run_for(args):
     device = resolve_device(args.device, "--device")
     model, sched, cfg, meta = load_run(args.run_dir, ema=not args.raw_weights, device=device)
     return model, sched, cfg, meta, device
+
+
+def add_class_args(q) -> None:
+    """``--class`` and ``--guidance``: what a class-conditional run is asked to draw."""
+    q.add_argument(
+        "--class",
+        dest="classes",
+        metavar="K|K,L,…|all",
+        help="class-conditional runs: the class index to draw, a comma-separated list (in "
+        "turn), or 'all' (one row per class in the grid, labelled); default every class in turn",
+    )
+    q.add_argument(
+        "--guidance",
+        type=float,
+        metavar="W",
+        help="classifier-free guidance weight w of a class-conditional run: 1 the conditional "
+        "model (default), 0 the unconditional one, > 1 truer to the class, less diverse; each "
+        "NFE then counts the batched pair of network evaluations",
+    )
+
+
+def class_request(
+    args, model, n: int, in_turn: bool = True
+) -> tuple[torch.Tensor | None, float | None]:
+    """(labels, guidance) for ``n`` samples from ``args.classes``/``args.guidance``: labels None
+    for an unconditional run; ``all`` groups the labels class by class (one grid row each).
+    Without ``--class`` a conditional run draws its classes in turn, or (``in_turn`` False: the
+    conditional uses) with the "no label" class, the unconditional score label dropout trained."""
+    k = getattr(model, "num_classes", 0)
+    if not in_turn and args.classes is None and args.guidance is None:
+        return None, None
+    if args.guidance is not None:
+        if not k:
+            raise NCSNError(
+                f"--guidance {args.guidance}: the run is not class-conditional "
+                "(model.num_classes = 0); train one with model.num_classes and train.label_dropout"
+            )
+        if not 0 <= args.guidance < math.inf:
+            raise NCSNError(f"--guidance {args.guidance}: expected a finite weight of at least 0")
+    labels = conditioning.class_labels(args.classes, k, n)
+    if labels is not None and args.classes == "all":
+        labels = labels.sort(stable=True).values
+    return labels, args.guidance

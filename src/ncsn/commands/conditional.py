@@ -14,7 +14,14 @@ import torch
 from PIL import Image
 
 import ncsn.limits as limits
-from ncsn.commands.common import check_positive, load_run_for, run_args
+import ncsn.samplers.conditioning as conditioning
+from ncsn.commands.common import (
+    add_class_args,
+    check_positive,
+    class_request,
+    load_run_for,
+    run_args,
+)
 from ncsn.data.folder import read_image
 from ncsn.errors import NCSNError
 from ncsn.samplers import run
@@ -48,6 +55,10 @@ def _image_run(args):
     if out.exists() and not out.is_dir():
         raise NCSNError(f"--out {out}: is a file; expected a folder")
     model, sched, cfg, meta, device = load_run_for(args)
+    labels, guidance = class_request(args, model, getattr(args, "n", 1), in_turn=False)
+    if labels is not None and args.command == "denoise":
+        labels = labels[:1]
+    model = conditioning.conditioned(model, labels, guidance)
     shape = tuple(meta["data_shape"])
     if len(shape) != 3:
         raise NCSNError(f"{args.run_dir}: this run models vectors {shape}, not images")
@@ -146,6 +157,7 @@ def add_parsers(sub) -> None:
         action="store_true",
         help="resize images of another size to the model's (bicubic)",
     )
+    add_class_args(q)
     q.set_defaults(func=cmd_inpaint)
 
     q = sub.add_parser(
@@ -164,6 +176,7 @@ def add_parsers(sub) -> None:
         action="store_true",
         help="resize images of another size to the model's (bicubic)",
     )
+    add_class_args(q)
     q.set_defaults(func=cmd_denoise)
 
     q = sub.add_parser(
@@ -182,4 +195,5 @@ def add_parsers(sub) -> None:
         action="store_true",
         help="resize images of another size to the model's (bicubic)",
     )
+    add_class_args(q)
     q.set_defaults(func=cmd_refine)

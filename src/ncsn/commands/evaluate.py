@@ -23,7 +23,7 @@ import torch
 import ncsn.config as config
 import ncsn.limits as limits
 import ncsn.presets as presets
-from ncsn.commands.common import add_sampler_args, sampler_options
+from ncsn.commands.common import add_class_args, add_sampler_args, class_request, sampler_options
 from ncsn.data import load_dataset
 from ncsn.data.arrays import load_array
 from ncsn.devices import resolve_device
@@ -97,6 +97,7 @@ def add_parsers(sub) -> None:
     q.add_argument("--n", type=int, default=1000, help="samples to draw from a run (1000)")
     q.add_argument("--seed", type=int, help="sampling seed (default: sample.seed of the run)")
     add_sampler_args(q)
+    add_class_args(q)
     q.add_argument("--batch-size", type=int, help="samples per batch (default: the run's)")
     q.add_argument("--device", default="auto", help="auto, cpu, cuda, … (default auto)")
     q.add_argument("--out", metavar="RESULTS.json", help="write the results here (else stdout)")
@@ -162,6 +163,7 @@ def cmd_evaluate(args) -> None:
     elif is_run:
         model, sched, run_cfg, meta = load_run(source, device=device, log=_stderr)
         opts = sampler_options(args, run_cfg)
+        labels, guidance = class_request(args, model, args.n)
         limits.check_memory("--n", args.n, tuple(meta["data_shape"]), copies=2)  # all kept
         samples, samples_info = run.draw(
             model,
@@ -173,6 +175,8 @@ def cmd_evaluate(args) -> None:
             sampler=args.sampler,
             steps=args.steps,
             opts=opts,
+            labels=labels,
+            guidance=guidance,
         )
         # Scored as ``samples.npz`` would store them: quantized to 8 bits.
         samples = quantize(samples)

@@ -17,7 +17,9 @@ import torch
 
 import ncsn.limits as limits
 from ncsn.commands.common import (
+    add_class_args,
     add_sampler_args,
+    class_request,
     load_run_for,
     run_args,
     sampler_options,
@@ -44,6 +46,7 @@ def cmd_sample(args) -> None:
     seed = args.seed if args.seed is not None else cfg.sample.seed
     batch_size = min(args.batch_size or cfg.sample.batch_size, n)
     opts = sampler_options(args, cfg)
+    labels, guidance = class_request(args, model, n)
     shape = tuple(meta["data_shape"])
     is_image = len(shape) == 3
     key, dtype = ("images", np.uint8) if is_image else ("samples", np.float32)
@@ -65,10 +68,11 @@ def cmd_sample(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        with npz_writer(out / "samples.npz", key, rows, dtype) as write:
+        extra = {} if labels is None else {"labels": labels.numpy()}
+        with npz_writer(out / "samples.npz", key, rows, dtype, extra=extra) as write:
             for batch in run.batches(
                 model, sched, n, shape, seed=seed, batch_size=batch_size, sampler=args.sampler,
-                steps=args.steps, opts=opts, callback=record,
+                steps=args.steps, opts=opts, callback=record, labels=labels, guidance=guidance,
             ):  # fmt: skip
                 x = batch[0].float().cpu()
                 write(to_uint8(x) if is_image else x.numpy())
@@ -85,11 +89,28 @@ def cmd_sample(args) -> None:
         record({"x": x})
     every = max(1, len(frames) // cfg.sample.gif_frames)
     frames = frames[::every] + ([frames[-1]] if (len(frames) - 1) % every else [])
-    (save_grid if is_image else save_scatter)(x, out / ("grid.png" if is_image else "scatter.png"))
+    if is_image:
+        per_row, names = _class_rows(args, labels, meta, len(x))
+        save_grid(x, out / "grid.png", per_row, names)
+    else:
+        save_scatter(x, out / "scatter.png")
     save_gif(frames, out / "chain.gif")
     print(f"{n} samples, sampler {text}, NFE {nfe} per sample, {elapsed:.1f} s on {device}")
     names = ["grid.png" if is_image else "scatter.png", "chain.gif", "samples.npz"]
     print("wrote " + ", ".join(str(out / f) for f in names))
+
+
+def _class_rows(args, labels, meta: dict, shown: int) -> tuple[int | None, list[str] | None]:
+    """``--class all``: the grid's images per row (the samples of each class) and each row's
+    class name (from the run's class table); otherwise the default grid."""
+    if labels is None or args.classes != "all":
+        return None, None
+    names = meta.get("classes") or [str(i) for i in range(int(labels.max()) + 1)]
+    counts = torch.bincount(labels, minlength=len(names))
+    per_row = int(counts.max())
+    if shown < len(labels) or int(counts.min()) != per_row:  # rows of unequal length
+        return None, None
+    return per_row, [names[k] for k in range(len(names)) if counts[k]]
 
 
 def _check_disk(out: Path, nbytes: int) -> None:
@@ -119,12 +140,16 @@ def add_parsers(sub) -> None:
         "uint8 N×H×W×C). Prints the NFE per sample and the wall time. Samplers: ald = annealed "
         "Langevin (paper), pc = predictor–corrector (reverse diffusion + Langevin, Song et al. "
         "2021), ode = probability-flow ODE with Heun steps (Karras et al. 2022), churn = its "
-        "stochastic variant.",
+        "stochastic variant, ipndm and dpmpp_2m = multistep ODE solvers (one evaluation per "
+        "step; Zhang & Chen 2023, Lu et al. 2022), dpmpp_2m_sde = the stochastic 2M, restart = "
+        "Heun with restart intervals (Xu et al. 2023). Class-conditional runs take --class and "
+        "--guidance (samples.npz then also holds 'labels').",
     )
     run_args(q, "samples")
     q.set_defaults(seed=None)
     q.add_argument("--n", type=int, help="number of samples (default: sample.n of the run)")
     add_sampler_args(q)
+    add_class_args(q)
     q.add_argument("--batch-size", type=int, help="samples per batch")
     q.add_argument(
         "--compile",

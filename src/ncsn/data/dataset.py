@@ -21,6 +21,13 @@ class Dataset:
     name: str
     levels: int | None = None
     labels: torch.Tensor | None = None
+    classes: list[str] | None = None  # class names by label (folders: the sub-folder names)
+
+    def class_names(self) -> list[str]:
+        """The name of each class by label: ``classes``, else the labels as text."""
+        if self.classes is not None:
+            return list(self.classes)
+        return [] if self.labels is None else [str(i) for i in range(int(self.labels.max()) + 1)]
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -37,7 +44,7 @@ class Dataset:
     def subset(self, start: int, stop: int) -> Dataset:
         """Examples ``start`` to ``stop`` (Python slice semantics), labels kept aligned."""
         labels = None if self.labels is None else self.labels[start:stop]
-        return Dataset(self.x[start:stop], self.name, self.levels, labels)
+        return Dataset(self.x[start:stop], self.name, self.levels, labels, self.classes)
 
     def as_float(self, x: torch.Tensor | None = None) -> torch.Tensor:
         """Examples as float32 in [0, 1] (all of them when ``x`` is None)."""

@@ -36,7 +36,8 @@ def load_folder(root: str | Path, image_size: int, channels: int = 3) -> Dataset
     Files are chosen by extension (:data:`IMAGE_EXTENSIONS`, any case); hidden files and folders
     (names starting with ".") are skipped. Images are converted to RGB (``channels=3``) or grey
     (``channels=1``), transparent parts composited over white, then the largest centred square
-    is resized to ``image_size`` with a bicubic filter. Returns uint8 (N, C, H, W), 256 levels.
+    is resized to ``image_size`` with a bicubic filter. Returns uint8 (N, C, H, W), 256 levels;
+    with every image in a sub-folder ``root/CLASS/``, labels by class (:func:`_classes`).
     """
     if root is None or str(root) == "":
         raise NCSNError("data.root is not set: data.name = 'folder' reads files from it")
@@ -66,7 +67,21 @@ def load_folder(root: str | Path, image_size: int, channels: int = 3) -> Dataset
     )
     for i, path in enumerate(progress):
         x[i] = _read_image(path, image_size, mode).reshape(image_size, image_size, channels)
-    return Dataset(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), "folder", levels=256)
+    labels, classes = _classes(root, paths)
+    images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    return Dataset(images, "folder", levels=256, labels=labels, classes=classes)
+
+
+def _classes(root: Path, paths: list[Path]) -> tuple[torch.Tensor | None, list[str] | None]:
+    """Labels from the sub-folder each image lies in (``root/CLASS/…``, torchvision's
+    ImageFolder convention): class names sorted, label = index. None when any image lies
+    directly in ``root`` (then the folder has no classes)."""
+    tops = [p.relative_to(root).parts for p in paths]
+    if any(len(parts) < 2 for parts in tops):
+        return None, None
+    classes = sorted({parts[0] for parts in tops})
+    index = {name: i for i, name in enumerate(classes)}
+    return torch.tensor([index[parts[0]] for parts in tops], dtype=torch.long), classes
 
 
 def read_image(path: str | Path, mode: str, what: str = "") -> Image.Image:

@@ -35,6 +35,10 @@ _IDX_IMAGES = 0x00000803  # unsigned bytes, 3 dimensions
 _IDX_LABELS = 0x00000801  # unsigned bytes, 1 dimension
 
 
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")  # fmt: skip
+
+
 def load_digits() -> Dataset:
     """scikit-learn's bundled 8×8 digits: float32 (1797, 1, 8, 8) = v / 16 for v in 0..16.
 
@@ -100,7 +104,8 @@ def load_cifar10(root: str | Path, split: str = "train", *, download: bool = Fal
     batches = [_read_cifar_batch(folder / name) for name in names]
     x = np.concatenate([data for data, _ in batches]).reshape(-1, 3, 32, 32)
     labels = np.concatenate([y for _, y in batches])
-    return Dataset(torch.from_numpy(x), "cifar10", levels=256, labels=torch.from_numpy(labels))
+    return Dataset(torch.from_numpy(x), "cifar10", levels=256, labels=torch.from_numpy(labels),
+                   classes=list(CIFAR10_CLASSES))  # fmt: skip
 
 
 def _root_path(root: str | Path | None, name: str) -> Path:

@@ -31,3 +31,23 @@ class SigmaEmbedding(nn.Module):
         angles = torch.log(sigma.float())[:, None] * self.freqs[None, :]
         features = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
         return self.mlp(features)
+
+
+class LabelEmbedding(nn.Module):
+    """Map class labels (N,) in 0…K−1, or K for "no label", to vectors (N, out_dim) added to the
+    σ embedding (EDM's ``label_dim`` and k-diffusion's class conditioning add it the same way).
+    One learned row per class plus the "no label" row that label dropout trains for
+    classifier-free guidance (Ho & Salimans 2022, §3.2). Zero-initialised, so a new conditional
+    network starts as the unconditional one."""
+
+    def __init__(self, num_classes: int, out_dim: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.table = nn.Embedding(num_classes + 1, out_dim)
+        nn.init.zeros_(self.table.weight)
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The σ embedding ``emb`` (N, out_dim) plus each example's class row (None: "no label")."""
+        if labels is None:
+            labels = torch.full((emb.shape[0],), self.num_classes, dtype=torch.long)
+        return emb + self.table(labels.to(device=emb.device, dtype=torch.long))

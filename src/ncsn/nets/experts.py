@@ -68,17 +68,21 @@ class ExpertNet(nn.Module):
         edges = self.log_edges.to(sigma.device)
         return (sigma.log().unsqueeze(-1) < edges).sum(-1)
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Examples sorted by expert, one call per expert on its contiguous share, then put back
-        in order. One host sync per call (the shares' sizes), whatever K is."""
+        in order. One host sync per call (the shares' sizes), whatever K is. ``labels`` (class-
+        conditional experts) travel with their examples."""
         which = self.expert_of(sigma)
         order = which.argsort(stable=True)
         sizes = torch.bincount(which, minlength=len(self.experts)).tolist()
+        shares = [x[order].split(sizes), sigma[order].split(sizes)]
+        if labels is not None:
+            shares.append(labels[order].split(sizes))
         parts = [
-            expert(xs, ss)
-            for expert, xs, ss, n in zip(
-                self.experts, x[order].split(sizes), sigma[order].split(sizes), sizes, strict=True
-            )
+            expert(*share)
+            for expert, n, *share in zip(self.experts, sizes, *shares, strict=True)
             if n
         ]
         return torch.cat(parts).index_select(0, order.argsort())

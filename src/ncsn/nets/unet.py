@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ncsn.nets.embedding import SigmaEmbedding
+from ncsn.nets.embedding import LabelEmbedding, SigmaEmbedding
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -60,7 +60,8 @@ class Attention(nn.Module):
 
 
 class UNet(nn.Module):
-    """x (N, C, H, W), σ (N,) → (N, C, H, W)."""
+    """x (N, C, H, W), σ (N,) [, labels (N,)] → (N, C, H, W); with ``num_classes`` > 0 a class
+    embedding is added to the σ embedding (:class:`LabelEmbedding`)."""
 
     def __init__(
         self,
@@ -73,6 +74,7 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         groups: int = 8,
         embedding_dim: int = 128,
+        num_classes: int = 0,
     ):
         super().__init__()
         self.embed = SigmaEmbedding(embedding_dim)
@@ -110,9 +112,13 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(c, in_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+        self.label_embed = LabelEmbedding(num_classes, emb_dim) if num_classes else None
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        emb = F.silu(self.embed(sigma))
+    def forward(
+        self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        emb = self.embed(sigma)
+        emb = F.silu(emb if self.label_embed is None else self.label_embed(emb, labels))
         h = self.conv_in(x)
         hs = [h]
         for layer in self.down:

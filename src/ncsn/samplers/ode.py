@@ -1,5 +1,6 @@
-"""Probability-flow ODE sampling with Heun's method, and its stochastic "churn" variant
-(Karras et al. 2022, "Elucidating the Design Space…", Algorithms 1 and 2).
+"""Probability-flow ODE sampling with Heun's method, its stochastic "churn" variant
+(Karras et al. 2022, "Elucidating the Design Space…", Algorithms 1 and 2), and Restart sampling
+(Xu et al. 2023, "Restart Sampling for Improving Generative Processes", Algorithm 1).
 
 For the variance-exploding process the ODE is dx/dσ = −σ ∇ₓ log p_σ(x) = (x − D(x, σ))/σ
 (Karras et al. Eq. 3 with σ(t) = t), with D the Tweedie denoiser of the score model.
@@ -12,12 +13,37 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ncsn.schedule import sigma_batch
+from ncsn.schedule import karras_sigmas, sigma_batch
 
 
-def _derivative(model, x: torch.Tensor, sigma: float) -> torch.Tensor:
+def derivative(model, x: torch.Tensor, sigma: float) -> torch.Tensor:
     """d = (x − D(x, σ)) / σ (Karras et al. 2022, Algorithm 1 lines 4 and 7)."""
     return (x - model.denoise(x, sigma_batch(sigma, x))) / sigma
+
+
+def ode_start(
+    shape: Sequence[int],
+    sigma: float,
+    generator: torch.Generator,
+    mean: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """x₀ = μ + σ₀ z, z ~ N(0, I) (Karras et al. 2022, Algorithm 1 line 1, shifted by μ =
+    ``mean``, one example's shape broadcast over the batch; 0 when None)."""
+    x = sigma * torch.randn(tuple(shape), generator=generator, device=generator.device)
+    if mean is not None:
+        x = x + mean.to(x.device)
+    return x
+
+
+def heun_step(model, x: torch.Tensor, t_hat: float, t_next: float) -> tuple[torch.Tensor, int]:
+    """One step of Karras et al. 2022, Algorithm 2 lines 7–11 from σ = ``t_hat`` to ``t_next``:
+    Euler, then the trapezoidal 2nd-order correction unless ``t_next`` is 0. Returns (x, NFE)."""
+    d = derivative(model, x, t_hat)
+    x_next = x + (t_next - t_hat) * d
+    if t_next == 0:
+        return x_next, 1
+    d_next = derivative(model, x_next, t_next)
+    return x + (t_next - t_hat) * (0.5 * d + 0.5 * d_next), 2
 
 
 @torch.inference_mode()
@@ -51,9 +77,7 @@ def heun_sampler(
     t = sigmas
     steps = len(t) - 1
     if x is None:
-        x = t[0] * torch.randn(tuple(shape), generator=generator, device=generator.device)
-        if mean is not None:
-            x = x + mean.to(x.device)
+        x = ode_start(shape, t[0], generator, mean)
     nfe = 0
     for i in range(steps):
         gamma = min(s_churn / steps, math.sqrt(2) - 1) if s_min <= t[i] <= s_max else 0.0
@@ -61,14 +85,70 @@ def heun_sampler(
         if gamma > 0:
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x = x + math.sqrt(t_hat**2 - t[i] ** 2) * s_noise * z
-        d = _derivative(model, x, t_hat)
-        nfe += 1
-        x_next = x + (t[i + 1] - t_hat) * d
-        if t[i + 1] != 0:
-            d_next = _derivative(model, x_next, t[i + 1])
-            nfe += 1
-            x_next = x + (t[i + 1] - t_hat) * (0.5 * d + 0.5 * d_next)
-        x = x_next
+        x, cost = heun_step(model, x, t_hat, t[i + 1])
+        nfe += cost
         if callback is not None:
             callback({"x": x, "i": i, "step": 0, "sigma": t[i + 1], "nfe": nfe})
+    return x
+
+
+def restart_level(sigmas: Sequence[float], t_min: float, t_max: float, restarts: int) -> int | None:
+    """The index j ≥ 1 of the first level with 0 < σ_j ≤ ``t_min``, where the ODE reaches
+    t_min and restarts; None when it does not: no level in (0, t_min], t_max ≤ σ_j, or
+    ``restarts`` = 0."""
+    j = next((j for j in range(1, len(sigmas)) if 0 < sigmas[j] <= t_min), None)
+    return j if restarts > 0 and j is not None and t_max > sigmas[j] else None
+
+
+@torch.inference_mode()
+def restart_sampler(
+    model,
+    shape: Sequence[int],
+    sigmas: Sequence[float],
+    *,
+    generator: torch.Generator,
+    callback: Callable[[dict], None] | None = None,
+    t_min: float = 0.1,
+    t_max: float = 1.0,
+    restarts: int = 2,
+    restart_steps: int = 4,
+    rho: float = 7.0,
+    x: torch.Tensor | None = None,
+    mean: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Restart sampling (Xu et al. 2023, Algorithm 1) on Heun steps over ``sigmas``.
+
+    The Heun ODE (Karras et al. 2022, Alg. 1) runs down the ladder; at the step that reaches
+    σ_j, the first level ≤ ``t_min`` (:func:`restart_level`), it restarts ``restarts`` = K
+    times (Algorithm 1's restart loop): forward noise x ← x + √(t_max² − σ_j²) z, the VE
+    forward process from σ_j to t_max, then ``restart_steps`` = M ≥ 1 Heun steps back over
+    Karras et al.'s ρ ladder (their Eq. 5) from t_max to σ_j; then the ODE continues down the
+    ladder to 0. Without a restart (K = 0, no level in (0, t_min], or t_max ≤ σ_j) this is
+    :func:`heun_sampler` to the byte.
+    NFE = 2N − 1 + 2·K·M for N levels ending at σ = 0 and M = ``restart_steps``.
+    """
+    t = sigmas
+    if x is None:
+        x = ode_start(shape, t[0], generator, mean)
+    j = restart_level(t, t_min, t_max, restarts)
+    inner = []
+    if j is not None:  # the ρ ladder from t_max to σ_j, its ends exactly t_max and σ_j
+        inner = [t_max, *karras_sigmas(t_max, t[j], restart_steps + 1, rho)[1:-2], t[j]]
+    nfe = 0
+    for i in range(len(t) - 1):
+        x, cost = heun_step(model, x, t[i], t[i + 1])
+        nfe += cost
+        if callback is not None:
+            callback({"x": x, "i": i, "step": 0, "sigma": t[i + 1], "nfe": nfe})
+        if i + 1 != j:
+            continue
+        for k in range(restarts):
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + math.sqrt(t_max**2 - t[j] ** 2) * z
+            for m in range(restart_steps):
+                x, cost = heun_step(model, x, inner[m], inner[m + 1])
+                nfe += cost
+                if callback is not None:
+                    step = k * restart_steps + m + 1
+                    callback({"x": x, "i": i, "step": step, "sigma": inner[m + 1], "nfe": nfe})
     return x

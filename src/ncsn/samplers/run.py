@@ -2,11 +2,16 @@
 benchmark and the Python API.
 
 ``steps`` means T (Langevin steps per level) for ``ald`` and the number of noise levels N for
-``pc``, ``ode`` and ``churn``. Each sampler's own settings travel in its options dataclass below,
-whose field defaults are the library's defaults (the command line reads them from here). NFE is
-counted by the samplers themselves: ald L·T (+1 final denoising), pc (N−1)(1+M) (+1), ode and
-churn 2N − 1 (docs/conventions.md, "Samplers"). ``ode`` starts from N(μ, σ₁² I), μ the training
-data's mean recorded in the run (:func:`ode_mean`).
+the others (N levels from σ₁ to σ_L, then σ = 0: Karras et al.'s ρ ladder, or uniform in log σ
+with ``schedule="loguniform"`` for the four fast samplers). Each sampler's own settings travel in
+its options dataclass below, whose field defaults are the library's defaults (the command line
+reads them from here). NFE is counted by the samplers themselves (docs/conventions.md,
+"Samplers"): ald L·T (+1 final denoising), pc (N−1)(1+M) (+1), ode and churn 2N − 1, ipndm,
+dpmpp_2m and dpmpp_2m_sde N (one denoiser evaluation per step, none at σ = 0), restart
+2N − 1 + 2·K·M (K restarts of M Heun steps; 2N − 1 when no level of the ladder lies in
+(0, t_min] or t_max is not above it). ``ode``, ``ipndm``, ``dpmpp_2m``, ``dpmpp_2m_sde`` and
+``restart`` start from N(μ, σ₁² I), μ the training data's mean recorded in the run
+(:func:`ode_mean`).
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from dataclasses import dataclass
 
 import torch
 
+import ncsn.samplers.conditioning as conditioning
 import ncsn.schedule as schedule
 from ncsn.errors import NCSNError
 from ncsn.samplers.langevin import annealed_langevin
-from ncsn.samplers.ode import heun_sampler
+from ncsn.samplers.multistep import dpmpp_2m_sampler, dpmpp_2m_sde_sampler, ipndm_sampler
+from ncsn.samplers.ode import heun_sampler, restart_level, restart_sampler
 from ncsn.samplers.pc import pc_sampler
 
 
@@ -66,12 +73,67 @@ class Churn:
     s_noise: float = 1.003
 
 
-OPTIONS = {"ald": ALD, "pc": PC, "ode": ODE, "churn": Churn}
+@dataclass(frozen=True)
+class IPNDM:
+    """iPNDM (Zhang & Chen 2023): variable-step Adams–Bashforth of order ≤ ``max_order`` (1–4)
+    on the probability-flow ODE, one evaluation per level; ``schedule`` "karras" (spacing ρ) or
+    "loguniform"."""
+
+    max_order: int = 4
+    rho: float = 7.0
+    schedule: str = "karras"
+
+
+@dataclass(frozen=True)
+class DPMpp2M:
+    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2), data prediction, one evaluation per level."""
+
+    rho: float = 7.0
+    schedule: str = "karras"
+
+
+@dataclass(frozen=True)
+class DPMpp2MSDE:
+    """SDE-DPM-Solver++(2M) (Lu et al. 2022; k-diffusion's ``sample_dpmpp_2m_sde``,
+    midpoint): noise share η (0: the deterministic 2M)."""
+
+    eta: float = 1.0
+    rho: float = 7.0
+    schedule: str = "karras"
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Restart sampling (Xu et al. 2023, Alg. 1) on Heun steps: at the first level σ_j ≤
+    ``restart_min`` (t_min, a σ value, snapped to the ladder), ``restarts`` = K times noise up to
+    t_max = ``restart_max`` and ``restart_steps`` = M Heun steps back down a ρ ladder.
+    Defaults as benchmarks/sampler_screen.py's restart (MNIST FD 81 at 25 NFE); tune for your
+    data."""
+
+    rho: float = 7.0
+    schedule: str = "karras"
+    restart_min: float = 0.1
+    restart_max: float = 1.0
+    restarts: int = 2
+    restart_steps: int = 4
+
+
+Options = ALD | PC | ODE | Churn | IPNDM | DPMpp2M | DPMpp2MSDE | Restart
+OPTIONS = {
+    "ald": ALD,
+    "pc": PC,
+    "ode": ODE,
+    "churn": Churn,
+    "ipndm": IPNDM,
+    "dpmpp_2m": DPMpp2M,
+    "dpmpp_2m_sde": DPMpp2MSDE,
+    "restart": Restart,
+}
 SAMPLERS = tuple(OPTIONS)
-ODE_STEPS = 18  # Karras et al.'s N for CIFAR-10 (35 NFE): ode/churn without --steps
+ODE_STEPS = 18  # Karras et al.'s N for CIFAR-10 (35 NFE for Heun): ODE samplers without --steps
 
 
-def options(name: str, **given) -> ALD | PC | ODE | Churn:
+def options(name: str, **given) -> Options:
     """The options of sampler ``name`` with the ``given`` values that are its fields and not None
     (the others are the defaults); values meant for other samplers are ignored."""
     cls = _options_class(name)
@@ -97,12 +159,17 @@ def sample(
     generator: torch.Generator,
     sampler: str = "ald",
     steps: int | None = None,
-    opts: ALD | PC | ODE | Churn | None = None,
+    opts: Options | None = None,
     callback: Callable[[dict], None] | None = None,
+    labels: torch.Tensor | None = None,
+    guidance: float | None = None,
 ) -> tuple[torch.Tensor, int, str]:
     """One batch of ``shape`` from sampler ``sampler``; returns (samples, NFE per sample, what
-    was run in words)."""
+    was run in words). ``labels`` (N,) and ``guidance`` w: a class-conditional model's samples
+    of those classes, with classifier-free guidance (:mod:`ncsn.samplers.conditioning`); the NFE
+    then counts both network evaluations of each guided score."""
     opts = opts if opts is not None else _options_class(sampler)()
+    model = conditioning.conditioned(model, labels, guidance)
     nfe = 0
 
     def count(state: dict) -> None:
@@ -127,22 +194,56 @@ def sample(
         text = f"pc (N = {steps}, correctors {opts.correctors}, snr {opts.snr})"
     elif sampler == "ode":
         x = heun_sampler(model, shape, sigmas, mean=ode_mean(sched, shape), **common)
-        start = "N(μ, σ₁² I)" if sched.data_mean is not None else "N(0, σ₁² I), no μ recorded"
-        text = f"ode (Heun, N = {steps}, ρ = {opts.rho}, start {start})"
-    else:
+        text = f"ode (Heun, N = {steps}, ρ = {opts.rho}, start {_start(sched)})"
+    elif sampler == "churn":
         churn = dataclasses.asdict(opts)
         churn.pop("rho")
         x = heun_sampler(model, shape, sigmas, **churn, **common)
         settings = "".join(f", {k} {v}" for k, v in churn.items())
         text = f"churn (Heun, N = {steps}, ρ = {opts.rho}{settings})"
+    else:
+        x, what = _fast(sampler, model, shape, sigmas, opts, mean=ode_mean(sched, shape), **common)
+        ladder = f"ρ = {opts.rho}" if opts.schedule == "karras" else "log-uniform σ"
+        parts = [*what, f"N = {steps}", ladder, f"start {_start(sched)}"]
+        text = f"{sampler} ({', '.join(parts)})"
+    if labels is not None:
+        pair = ", each a batched conditional + unconditional pair" if model.evaluations > 1 else ""
+        text += f"; class-conditional, guidance w = {model.guidance:g}{pair}"
+        nfe *= model.evaluations
     return x, nfe, text
+
+
+def _start(sched: schedule.Schedule) -> str:
+    return "N(μ, σ₁² I)" if sched.data_mean is not None else "N(0, σ₁² I), no μ recorded"
+
+
+def _fast(sampler, model, shape, sigmas, opts, **common) -> tuple[torch.Tensor, list[str]]:
+    """ipndm, dpmpp_2m, dpmpp_2m_sde or restart: (samples, their own settings in words)."""
+    if sampler == "ipndm":
+        x = ipndm_sampler(model, shape, sigmas, max_order=opts.max_order, **common)
+        return x, [f"order ≤ {opts.max_order}"]
+    if sampler == "dpmpp_2m":
+        return dpmpp_2m_sampler(model, shape, sigmas, **common), []
+    if sampler == "dpmpp_2m_sde":
+        x = dpmpp_2m_sde_sampler(model, shape, sigmas, eta=opts.eta, **common)
+        return x, [f"η = {opts.eta}"]
+    x = restart_sampler(
+        model, shape, sigmas, t_min=opts.restart_min, t_max=opts.restart_max,
+        restarts=opts.restarts, restart_steps=opts.restart_steps, rho=opts.rho, **common,
+    )  # fmt: skip
+    j = restart_level(sigmas, opts.restart_min, opts.restart_max, opts.restarts)
+    if j is None:
+        return x, ["Heun", "no restart"]
+    restarts = f"K = {opts.restarts} restarts from σ = {sigmas[j]:.4g} to {opts.restart_max:.4g}"
+    return x, ["Heun", restarts, f"M = {opts.restart_steps} steps each"]
 
 
 def ode_mean(sched: schedule.Schedule, shape: tuple[int, ...]) -> torch.Tensor | None:
     """μ, the training data's mean recorded in the run, as one example of ``shape`` (N, ...):
-    where the deterministic ``ode`` starts, N(μ, σ₁² I). None for runs without a recorded mean
-    (trained before issue 14): they start from N(0, σ₁² I), as before. ald, pc and churn keep
-    their starts: their noise carries them to p_σ whatever the start's mean."""
+    where the deterministic ``ode`` (and ipndm, dpmpp_2m, dpmpp_2m_sde, restart) starts,
+    N(μ, σ₁² I). None for runs without a recorded mean (trained before issue 14): they start from
+    N(0, σ₁² I), as before. ald, pc and churn keep their starts: their noise carries them to p_σ
+    whatever the start's mean."""
     if sched.data_mean is None:
         return None
     return torch.tensor(sched.data_mean, dtype=torch.float32).reshape(shape[1:])
@@ -169,7 +270,12 @@ def resolve(
         steps = steps or sched.num_levels
         return steps, schedule.geometric_sigmas(sched.sigma_max, sched.sigma_min, steps), None
     steps = steps or ODE_STEPS
-    return steps, schedule.karras_sigmas(sched.sigma_max, sched.sigma_min, steps, opts.rho), None
+    name = getattr(opts, "schedule", "karras")  # ode and churn: Karras et al.'s ρ ladder
+    return (
+        steps,
+        schedule.step_sigmas(name, sched.sigma_max, sched.sigma_min, steps, opts.rho),
+        None,
+    )
 
 
 def batches(
@@ -182,17 +288,22 @@ def batches(
     batch_size: int,
     sampler: str = "ald",
     steps: int | None = None,
-    opts: ALD | PC | ODE | Churn | None = None,
+    opts: Options | None = None,
     callback: Callable[[dict], None] | None = None,
+    labels: torch.Tensor | None = None,
+    guidance: float | None = None,
 ) -> Iterator[tuple[torch.Tensor, int, str]]:
     """``n`` samples in batches of at most ``batch_size``, one seeded generator for all of them
     (same seed, same bytes, whatever is done with each batch): yields (batch, NFE, text).
-    ``callback`` sees the steps of the first batch (for animations)."""
+    ``callback`` sees the steps of the first batch (for animations); ``labels`` (n,), sliced
+    with the batches, and ``guidance`` as in :func:`sample`."""
     gen = torch.Generator(_device(model)).manual_seed(seed)
     for i in range(0, n, batch_size):
+        size = min(batch_size, n - i)
         yield sample(
-            model, sched, (min(batch_size, n - i), *shape), generator=gen, sampler=sampler,
-            steps=steps, opts=opts, callback=callback if i == 0 else None,
+            model, sched, (size, *shape), generator=gen, sampler=sampler, steps=steps, opts=opts,
+            callback=callback if i == 0 else None,
+            labels=None if labels is None else labels[i : i + size], guidance=guidance,
         )  # fmt: skip
 
 
@@ -206,8 +317,10 @@ def draw(
     batch_size: int = 500,
     sampler: str = "ald",
     steps: int | None = None,
-    opts: ALD | PC | ODE | Churn | None = None,
+    opts: Options | None = None,
     callback: Callable[[dict], None] | None = None,
+    labels: torch.Tensor | None = None,
+    guidance: float | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """``n`` samples (float32, on the CPU) from :func:`batches`, and how they were drawn."""
     opts = opts if opts is not None else _options_class(sampler)()
@@ -215,7 +328,7 @@ def draw(
     chunks = []
     for batch in batches(
         model, sched, n, shape, seed=seed, batch_size=batch_size, sampler=sampler, steps=steps,
-        opts=opts, callback=callback,
+        opts=opts, callback=callback, labels=labels, guidance=guidance,
     ):  # fmt: skip
         chunks.append(batch[0].float().cpu())
     _, nfe, text = batch
@@ -231,6 +344,9 @@ def draw(
         "seed": seed,
         "seconds": round(time.perf_counter() - start, 2),
     }
+    if labels is not None:
+        info |= {"guidance": 1.0 if guidance is None else guidance,
+                 "class_counts": torch.bincount(labels.cpu()).tolist()}  # fmt: skip
     return torch.cat(chunks), info
 
 

@@ -35,7 +35,9 @@ from ncsn.nets import experts
 from ncsn.objectives import dsm_loss, ssm_loss
 from ncsn.training import distributed, lock, optim, state
 from ncsn.training import log as train_log
+from ncsn.training.checks import check_data
 from ncsn.training.guard import Guard
+from ncsn.training.labels import drop_labels
 from ncsn.training.preview import save_preview
 
 MAX_ROLLBACKS = 10  # then the run stops: the learning rate has been divided by ~1000 already
@@ -58,15 +60,7 @@ def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
     if t.deterministic:
         torch.use_deterministic_algorithms(True)
     data = load_dataset(cfg.data, seed=t.seed)
-    if t.batch_size > len(data):
-        raise NCSNError(
-            f"train.batch_size = {t.batch_size}: larger than the data set ({len(data)} examples)"
-        )
-    if t.batch_size % (w.size * t.grad_accum):
-        raise NCSNError(
-            f"train.batch_size = {t.batch_size}: expected a multiple of the number of processes "
-            f"({w.size}) × train.grad_accum ({t.grad_accum})"
-        )
+    check_data(cfg, data, w.size)
     if not w.main:
         log, progress = (lambda *_: None), False
     if Path(cfg.run_dir).exists() and not Path(cfg.run_dir).is_dir():
@@ -222,6 +216,10 @@ def _step(run: _Run, ema_rate: torch.Tensor, max_norm: float) -> tuple[torch.Ten
         index, generator=run.data_gen, dequantize=cfg.data.dequantize, hflip=cfg.data.hflip
     )
     parts = x.view(w.size, t.grad_accum, micro, *x.shape[1:])[w.rank]
+    label_parts = None
+    if k := cfg.model.num_classes:  # the global batch's labels, some dropped, sliced as x is
+        labels = drop_labels(run.data.labels[index], t.label_dropout, k, run.data_gen)
+        label_parts = labels.view(w.size, t.grad_accum, micro)[w.rank]
     lr = t.lr * run.guard.lr_scale * (min(1.0, (step + 1) / t.warmup) if t.warmup else 1.0)
     for group in run.opt.param_groups:
         group["lr"] = lr
@@ -237,7 +235,8 @@ def _step(run: _Run, ema_rate: torch.Tensor, max_norm: float) -> tuple[torch.Ten
             contextlib.nullcontext() if sync else run.net.no_sync(),
             torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16"),
         ):
-            part = _loss(run, xk, shard=(w.rank * t.grad_accum + k, w.size * t.grad_accum))
+            yk = None if label_parts is None else label_parts[k].to(run.device)
+            part = _loss(run, xk, yk, shard=(w.rank * t.grad_accum + k, w.size * t.grad_accum))
             part = _fault(step, part, run.model, run.ema) / t.grad_accum
             part.backward()
         loss = loss + part.detach()
@@ -251,15 +250,15 @@ def _step(run: _Run, ema_rate: torch.Tensor, max_norm: float) -> tuple[torch.Ten
     return grad_norm, lr
 
 
-def _loss(run: _Run, x: torch.Tensor, shard: tuple[int, int]) -> torch.Tensor:
-    """The objective (DSM or SSM) on one micro-batch, plus the Fokker–Planck term if asked."""
+def _loss(run: _Run, x: torch.Tensor, labels, shard: tuple[int, int]) -> torch.Tensor:
+    """The objective (DSM or SSM) on one micro-batch (and its labels, for a class-conditional
+    model), plus the Fokker–Planck term if asked."""
     t = run.cfg.train
     loss_fn, extra = (
         (dsm_loss, {}) if t.objective == "dsm" else (ssm_loss, {"projections": t.ssm_projections})
     )
-    loss = loss_fn(
-        run.net, x, run.sigmas, generator=run.noise_gen, power=t.loss_power, shard=shard, **extra
-    )
+    extra |= {"labels": labels, "shard": shard}
+    loss = loss_fn(run.net, x, run.sigmas, generator=run.noise_gen, power=t.loss_power, **extra)
     if t.fp_weight > 0:  # in fp32: it differentiates the network twice
         with torch.autocast(run.device.type, enabled=False):
             fp = fokker_planck.regulariser(
@@ -283,6 +282,7 @@ def _save(run: _Run) -> None:
         "schedule": run.sched.to_dict(),
         "data_shape": list(run.data.shape),
         "data_name": run.data.name,
+        "classes": run.data.class_names() if run.cfg.model.num_classes else None,
         "parameters": count_parameters(run.model),
         "nonfinite": run.guard.state(),
     } | extra

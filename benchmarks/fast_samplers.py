@@ -1,0 +1,389 @@
+"""The fast samplers against NFE, measured on the MNIST benchmark model.
+
+What it measures: sample quality against the number of network evaluations (NFE) of the
+few-step samplers of ``ncsn.samplers.run`` — ``ipndm`` (Zhang & Chen 2023), ``dpmpp_2m`` and
+``dpmpp_2m_sde`` (Lu et al. 2022) at 4, 6, 8, 10, 15 and 20 NFE — next to the Heun ``ode``
+(Karras et al. 2022, Alg. 1) at 5, 9 and 19 NFE, all with the library's default options, on
+a trained run of configs/mnist.yaml (``--run``); and, separately, their wall time on 2 CPU
+threads. ``restart`` (Xu et al. 2023) can be asked for in ``--jobs`` but is not in the default.
+
+Protocol (benchmarks/mnist.py's): the data are the 10,000 MNIST t10k digits; the run trained on
+the first 8,000, the last 2,000 are held out. Each job SAMPLER:NFE:SEED draws ``--n`` = 1,000
+samples (``ncsn.samplers.run.draw``, batches of 250, fp32, EMA weights) with the number of
+steps N that gives that NFE (NFE counted by the samplers: ipndm, dpmpp_2m, dpmpp_2m_sde N;
+ode and churn 2N − 1; restart 2N − 1 + 2·K·M — ``ncsn.samplers.run``'s docstring), checked
+against the NFE the sampler reports. Each set is scored like benchmarks/ode_start.py: the
+Fréchet distance (FD, Heusel et al. 2017, Eq. 6) in the domain classifier's features
+(``--classifier``) against the 2,000 held-out digits and against the 8,000 training digits
+(``fd_train``), the held-out FD split into its mean term ‖μ₁ − μ₂‖² and its covariance term
+tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½) (as benchmarks/sampler_screen.py ``--split``), precision and recall
+(k-NN manifolds, k = 3, Kynkäänniemi et al. 2019) against the held-out digits, and class
+coverage; plus the same scores of ``--n`` random training digits (the data floor). The table
+gives, per sampler and NFE, the median over seeds (min–max for the held-out FD).
+
+    python benchmarks/fast_samplers.py --stage sample --run /tmp/mnist14/runs/default
+    python benchmarks/fast_samplers.py --stage score     # OUT/fast_samplers.json, .png, table
+    python benchmarks/fast_samplers.py --stage time --run /tmp/mnist14/runs/default
+    python benchmarks/fast_samplers.py --smoke --out /tmp/x   # tiny run trained here, seconds
+
+``--stage sample`` writes OUT/samples/default-SAMPLER-STEPS-seedK.npz (uint8 (N, H, W, C), key
+``images``; ``info``: JSON of how it was drawn) and skips a set whose file exists (``--force``
+redraws it); ``--stage score`` scores every such set there (only this benchmark's sampler names)
+into OUT/fast_samplers.json and OUT/fast_samplers.png and prints the table; ``--stage time``
+draws ``--n`` samples of each ``--time-jobs`` SAMPLER:NFE with ``--threads`` (2) torch threads
+and writes the wall seconds to OUT/fast_samplers_time.json. ``--stage all`` (the default) runs
+the three in turn. OUT defaults to benchmarks/results/mnist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import ncsn.config as config
+import ncsn.samplers.run as samplers
+from ncsn.data.images import load_mnist
+from ncsn.files import atomic_write_bytes
+from ncsn.metrics.classifier import load_classifier
+from ncsn.metrics.evaluate import classifier_extractor, evaluate
+from ncsn.metrics.fid import _sqrt_psd, feature_stats, frechet_distance
+from ncsn.training.loop import train
+from ncsn.training.state import load_run
+from ncsn.viz import to_uint8
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "mnist"
+TINY = [
+    "model.channels=8",
+    "model.groups=4",
+    "model.num_res_blocks=1",
+    "model.attention_resolutions=[]",
+    "model.embedding_dim=16",
+    "train.batch_size=16",
+    "train.steps=3",
+    "train.preview_every=0",
+    "schedule.num_levels=10",
+]
+FAST = ("ipndm", "dpmpp_2m", "dpmpp_2m_sde")
+KNOWN = ("ode", "churn", *FAST, "restart")  # the sampler names this benchmark writes and scores
+SEEDS = (0, 1, 2)
+DEFAULT_JOBS = ",".join(
+    [f"{s}:{nfe}:{seed}" for s in FAST for nfe in (4, 6, 8, 10, 15, 20) for seed in SEEDS]
+    + [f"ode:{nfe}:{seed}" for nfe in (5, 9, 19) for seed in SEEDS]  # Heun: odd NFE only
+)
+SMOKE_JOBS = "ipndm:4:0,dpmpp_2m:4:0,dpmpp_2m_sde:4:0,ode:5:0"
+SET_NAME = re.compile(rf"^default-({'|'.join(KNOWN)})-(\d+)-seed(\d+)\.npz$")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--run", default="/tmp/mnist14/runs/default", help="trained run directory")
+    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist"))
+    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--classifier", default=str(RESULTS / "classifier.safetensors"))
+    p.add_argument("--stage", choices=["all", "sample", "score", "time"], default="all")
+    p.add_argument(
+        "--jobs",
+        default=DEFAULT_JOBS,
+        help=f"SAMPLER:NFE:SEED sets to draw (SAMPLER one of {', '.join(KNOWN)}); default: "
+        "ipndm, dpmpp_2m, dpmpp_2m_sde at NFE 4, 6, 8, 10, 15, 20 and ode at 5, 9, 19, seeds 0-2",
+    )
+    p.add_argument("--n", type=int, default=1000, help="samples per set")
+    p.add_argument("--force", action="store_true", help="redraw sets whose file exists")
+    p.add_argument("--time-jobs", default="ipndm:10,dpmpp_2m:10", help="SAMPLER:NFE to time")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of --stage time")
+    p.add_argument("--smoke", action="store_true", help="a tiny run trained here, tiny sets")
+    args = p.parse_args(argv)
+    if args.smoke:
+        # 1 thread: the smoke checks the plumbing, not the speed, and runs inside the test suite
+        args.n, args.jobs, args.time_jobs, args.threads = 16, SMOKE_JOBS, "ipndm:4,dpmpp_2m:4", 1
+    return args
+
+
+def steps_for(sampler: str, nfe: int) -> int:
+    """The N of ``sampler`` that costs ``nfe`` evaluations (NFE formulas of ncsn.samplers.run)."""
+    if sampler in FAST:  # NFE = N: one denoiser evaluation per level, none at σ = 0
+        return nfe
+    if sampler in ("ode", "churn"):  # NFE = 2N − 1: Heun, Euler only on the last step to σ = 0
+        if nfe % 2 == 0 or nfe < 1:
+            raise SystemExit(f"{sampler}: NFE is 2N − 1, odd; got {nfe}")
+        return (nfe + 1) // 2
+    if sampler == "restart":  # NFE = 2N − 1 + 2·K·M with the default options (K, M)
+        opts = samplers.Restart()
+        twice_n = nfe + 1 - 2 * opts.restarts * opts.restart_steps
+        if twice_n < 2 or twice_n % 2:
+            raise SystemExit(f"restart: NFE is 2N − 1 + 2·K·M, odd and ≥ 2KM + 1; got {nfe}")
+        return twice_n // 2
+    raise SystemExit(f"sampler {sampler!r}: expected one of {', '.join(KNOWN)}")
+
+
+def parse_jobs(text: str, fields: int) -> list[tuple]:
+    """SAMPLER:NFE[:SEED] items of a comma list as (sampler, nfe[, seed]), NFE checked."""
+    jobs, want = [], "SAMPLER:NFE:SEED" if fields == 3 else "SAMPLER:NFE"
+    for item in text.split(","):
+        parts = item.strip().split(":")
+        if len(parts) != fields:
+            raise SystemExit(f"job {item!r}: expected {want}")
+        job = (parts[0], *map(int, parts[1:]))
+        steps_for(job[0], job[1])
+        jobs.append(job)
+    return jobs
+
+
+def digits(args) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training digits, held-out digits) as floats in [0, 1]: t10k's first 8,000 and last 2,000
+    (256 and 128 with --smoke)."""
+    ds = load_mnist(args.data, "test")
+    train_range, held_range = ((0, 256), (8000, 8128)) if args.smoke else ((0, 8000), (8000, 10000))
+    x = ds.as_float()
+    return x[slice(*train_range)], x[slice(*held_range)]
+
+
+def smoke_run(args, out: Path) -> Path:
+    run_dir = out / "runs" / "smoke"
+    overrides = [f"data.root={args.data}", "data.split=test", "data.subset=[0, 256]"]
+    cfg = config.load(REPO / "configs" / "mnist.yaml", [*overrides, *TINY, f"run_dir={run_dir}"])
+    train(cfg, progress=False, log=lambda m: None)
+    return run_dir
+
+
+def draw(model, sched, meta, sampler: str, nfe: int, n: int, seed: int) -> tuple:
+    """``n`` samples of ``sampler`` at ``nfe`` evaluations; the NFE it reports is checked."""
+    steps = steps_for(sampler, nfe)
+    images, info = samplers.draw(
+        model, sched, n, tuple(meta["data_shape"]), seed=seed, sampler=sampler, steps=steps,
+        batch_size=250,
+    )  # fmt: skip
+    assert info["nfe"] == nfe, f"{sampler} with N = {steps}: NFE {info['nfe']}, asked for {nfe}"
+    return images, info
+
+
+def sample(args, out: Path, run_dir: Path) -> None:
+    """Draw each SAMPLER:NFE:SEED set of ``--jobs`` into
+    OUT/samples/default-SAMPLER-STEPS-seedK.npz (a set whose file exists is kept, unless
+    ``--force``)."""
+    jobs = parse_jobs(args.jobs, 3)
+    model, sched, _, meta = load_run(run_dir, log=lambda m: None)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    for sampler, nfe, seed in jobs:
+        path = out / "samples" / f"default-{sampler}-{steps_for(sampler, nfe)}-seed{seed}.npz"
+        if path.exists() and not args.force:
+            print(f"{path.name}: exists, kept (--force redraws it)", flush=True)
+            continue
+        images, info = draw(model, sched, meta, sampler, nfe, args.n, seed)
+        info |= {"benchmark": "fast_samplers", "run": str(run_dir), "step": meta["step"]}
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+        np.savez_compressed(tmp, images=to_uint8(images), info=json.dumps(info))
+        tmp.replace(path)
+        print(
+            f"{path.name}: {info['description']}, NFE {info['nfe']}, {info['seconds']:.1f} s",
+            flush=True,
+        )
+
+
+def fd_split(mu1, sigma1, mu2, sigma2) -> tuple[float, float]:
+    """(‖μ₁ − μ₂‖², tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½)): the two terms of the Fréchet distance (Heusel et
+    al. 2017, Eq. 6), computed as ncsn.metrics.fid.frechet_distance does (tr(Σ₁Σ₂)^½ =
+    Σ √eig(Σ₁^½ Σ₂ Σ₁^½), ncsn.metrics.fid's docstring), so that they add up to its FD."""
+    sigma1, sigma2 = (sigma1 + sigma1.T) / 2, (sigma2 + sigma2.T) / 2
+    root = _sqrt_psd(sigma1)
+    middle = root @ sigma2 @ root
+    ev = np.linalg.eigvalsh((middle + middle.T) / 2)
+    cov = np.trace(sigma1) + np.trace(sigma2) - 2 * np.sqrt(np.clip(ev, 0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum()), float(cov)
+
+
+def score(args, out: Path, train_x: torch.Tensor, held_x: torch.Tensor, command: str) -> dict:
+    """Score every set of this benchmark in OUT/samples and the data floor; write
+    OUT/fast_samplers.json and OUT/fast_samplers.png."""
+    clf = load_classifier(args.classifier)
+    extractor = classifier_extractor(clf, args.classifier)
+    train_stats = feature_stats(extractor(train_x))
+    held_stats = feature_stats(extractor(held_x))
+
+    def metrics(x: torch.Tensor) -> dict:
+        r = evaluate(x, held_x, extractor=extractor, classifier=clf, seed=0)
+        mu, sigma = feature_stats(extractor(x))
+        mean_term, cov_term = fd_split(mu, sigma, *held_stats)  # fd = mean_term + cov_term
+        keys = ("fd", "precision", "recall", "class_coverage", "kid_mean")
+        return {k: r[k] for k in keys} | {
+            "fd_train": frechet_distance(mu, sigma, *train_stats),
+            "mean_term": mean_term,
+            "cov_term": cov_term,
+        }
+
+    rows = []
+    for path in sorted((out / "samples").glob("default-*.npz")):
+        if not SET_NAME.match(path.name):
+            continue
+        with np.load(path) as f:
+            images, info = f["images"], json.loads(str(f["info"]))
+        if info.get("benchmark") != "fast_samplers":
+            print(f"{path.name}: not written by this benchmark, skipped", flush=True)
+            continue
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+        rows.append({"file": path.name, **info, "metrics": metrics(x)})
+        m = rows[-1]["metrics"]
+        print(
+            f"{path.name}: NFE {info['nfe']}, FD {m['fd']:.2f} (mean {m['mean_term']:.2f}, "
+            f"cov {m['cov_term']:.2f}), FD train {m['fd_train']:.2f}, "
+            f"precision {m['precision']:.3f}, recall {m['recall']:.3f}",
+            flush=True,
+        )
+    pick = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(0))[: args.n]
+    floor = {"n": len(pick), "metrics": metrics(train_x[pick])}
+    record = {
+        "benchmark": "the fast samplers against NFE (MNIST, classifier features)",
+        "command": command,
+        "settings": vars(args),
+        "classifier": args.classifier,
+        "data_floor": floor,
+        "rows": rows,
+        "table": table(rows, floor),
+    }
+    atomic_write_bytes(out / "fast_samplers.json", json.dumps(record, indent=1).encode())
+    plot(rows, floor, out / "fast_samplers.png")
+    print(record["table"])
+    return record
+
+
+def groups(rows: list[dict]) -> list[tuple[str, int, list[dict]]]:
+    """(sampler, NFE, the rows of its seeds), samplers in KNOWN's order, NFE ascending."""
+    keys = sorted({(r["sampler"], r["nfe"]) for r in rows}, key=lambda k: (KNOWN.index(k[0]), k[1]))
+    return [(s, nfe, [r for r in rows if (r["sampler"], r["nfe"]) == (s, nfe)]) for s, nfe in keys]
+
+
+def table(rows: list[dict], floor: dict) -> str:
+    lines = [
+        "| sampler | NFE | seeds | FD held-out median (min–max) | FD train | mean term | cov term "
+        "| precision | recall | coverage | s / 1000 samples |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for sampler, nfe, rs in groups(rows):
+
+        def med(key, rs=rs):
+            return statistics.median(r["metrics"][key] for r in rs)
+
+        fd = [r["metrics"]["fd"] for r in rs]
+        per_1000 = statistics.median(r["seconds"] * 1000 / r["n"] for r in rs)  # scaled to 1,000
+        lines.append(
+            f"| {sampler} | {nfe} | {len(rs)} | {med('fd'):.2f} ({min(fd):.2f}–{max(fd):.2f}) | "
+            f"{med('fd_train'):.2f} | {med('mean_term'):.2f} | {med('cov_term'):.2f} | "
+            f"{med('precision'):.3f} | {med('recall'):.3f} | {med('class_coverage'):.2f} | "
+            f"{per_1000:.1f} |"
+        )
+    m = floor["metrics"]
+    lines.append(
+        f"| real training digits ({floor['n']}) | – | – | {m['fd']:.2f} | {m['fd_train']:.2f} | "
+        f"{m['mean_term']:.2f} | {m['cov_term']:.2f} | {m['precision']:.3f} | "
+        f"{m['recall']:.3f} | {m['class_coverage']:.2f} | – |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], floor: dict, path: Path) -> None:
+    """FD held-out and FD train against NFE: one line per sampler, the median over seeds with
+    min–max error bars, log y; the data floor dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in [(axes[0], "fd", "FD vs held-out digits"),
+                           (axes[1], "fd_train", "FD vs training digits")]:  # fmt: skip
+        for sampler in KNOWN:
+            gs = [(nfe, [r["metrics"][key] for r in rs]) for s, nfe, rs in groups(rows)
+                  if s == sampler]  # fmt: skip
+            if not gs:
+                continue
+            x = [nfe for nfe, _ in gs]
+            med = np.array([statistics.median(v) for _, v in gs])
+            err = [med - [min(v) for _, v in gs], [max(v) for _, v in gs] - med]
+            ax.errorbar(x, med, yerr=err, fmt="o-", capsize=3, label=sampler)
+        ax.axhline(floor["metrics"][key], ls="--", c="gray", label="real training digits")
+        ax.set(xlabel="NFE", ylabel="FD (classifier features)", yscale="log", title=title)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(path)
+    plt.close(fig)
+
+
+def time_samplers(args, out: Path, run_dir: Path, command: str) -> dict:
+    """Wall seconds of ``--n`` samples of each ``--time-jobs`` SAMPLER:NFE on ``--threads``
+    torch threads (fp32, under inference mode as the samplers run), after an untimed
+    2-sample warm-up; into OUT/fast_samplers_time.json."""
+    model, sched, _, meta = load_run(run_dir, log=lambda m: None)
+    before = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    rows = []
+    try:
+        for sampler, nfe in parse_jobs(args.time_jobs, 2):
+            draw(model, sched, meta, sampler, nfe, 2, 0)  # warm-up, untimed
+            start = time.perf_counter()
+            _, info = draw(model, sched, meta, sampler, nfe, args.n, 0)
+            seconds = time.perf_counter() - start
+            rows.append({
+                "sampler": sampler, "nfe": nfe, "steps": info["steps"], "n": args.n,
+                "description": info["description"], "seconds": round(seconds, 3),
+                "seconds_per_1000": round(seconds * 1000 / args.n, 3),
+            })  # fmt: skip
+            print(f"time {sampler} NFE {nfe}: {args.n} samples in {seconds:.2f} s", flush=True)
+    finally:
+        torch.set_num_threads(before)
+    record = {
+        "benchmark": "the fast samplers' wall time (MNIST, fp32, CPU)",
+        "command": command,
+        "settings": vars(args),
+        "run": str(run_dir),
+        "step": meta["step"],
+        "threads": args.threads,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor(),
+            "torch": torch.__version__,
+        },
+        "rows": rows,
+    }
+    atomic_write_bytes(out / "fast_samplers_time.json", json.dumps(record, indent=1).encode())
+    return record
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    command = shlex.join(
+        ["python", "benchmarks/fast_samplers.py", *(sys.argv[1:] if argv is None else argv)]
+    )
+    out = Path(args.out)
+    start = time.perf_counter()
+    run_dir = Path(args.run)
+    if args.smoke and args.stage in ("all", "sample", "time"):
+        run_dir = smoke_run(args, out)
+    record = None
+    if args.stage in ("all", "sample"):
+        sample(args, out, run_dir)
+    if args.stage in ("all", "score"):
+        record = score(args, out, *digits(args), command)
+    if args.stage in ("all", "time"):
+        timing = time_samplers(args, out, run_dir, command)
+        record = timing if record is None else record | {"time": timing}
+    print(f"{time.perf_counter() - start:.0f} s")
+    return record
+
+
+if __name__ == "__main__":
+    main()

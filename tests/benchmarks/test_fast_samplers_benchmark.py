@@ -1,0 +1,54 @@
+"""benchmarks/fast_samplers.py --smoke: a tiny run trained on the shared MNIST digits, each fast
+sampler (and the Heun ODE) drawn at its NFE, scored like the MNIST benchmark and timed."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MNIST = REPO.parent / "shared" / "data" / "mnist"
+CLASSIFIER = REPO / "benchmarks" / "results" / "mnist" / "classifier.safetensors"
+JOBS = {("ipndm", 4, 4), ("dpmpp_2m", 4, 4), ("dpmpp_2m_sde", 4, 4), ("ode", 5, 3)}  # NFE, N
+
+
+@pytest.mark.skipif(
+    not (MNIST / "t10k-images-idx3-ubyte.gz").exists() or not CLASSIFIER.is_file(),
+    reason=f"no MNIST test digits in {MNIST} or no classifier at {CLASSIFIER}",
+)
+def test_smoke_run_draws_scores_and_times_the_fast_samplers(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "fast_samplers", REPO / "benchmarks/fast_samplers.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    (samples / "default-ald-5-seed0.npz").write_bytes(b"another benchmark's set: not read")
+    bench.main(["--smoke", "--out", str(tmp_path), "--data", str(MNIST)])
+
+    record = json.loads((tmp_path / "fast_samplers.json").read_text())
+    assert "benchmarks/fast_samplers.py --smoke" in record["command"]
+    assert {(r["sampler"], r["nfe"], r["steps"]) for r in record["rows"]} == JOBS
+    for row in [*record["rows"], record["data_floor"]]:
+        m = row["metrics"]
+        for key in ("fd", "fd_train", "precision", "mean_term", "cov_term"):
+            assert m[key] is not None and math.isfinite(m[key]), (key, m)
+        assert m["mean_term"] + m["cov_term"] == pytest.approx(m["fd"], rel=1e-6, abs=1e-6)
+    for sampler, _, _ in JOBS:
+        assert f"| {sampler} |" in record["table"]
+    assert (tmp_path / "fast_samplers.png").stat().st_size > 0
+    images = np.load(samples / "default-ipndm-4-seed0.npz")["images"]
+    assert images.dtype == np.uint8 and images.shape == (16, 28, 28, 1)
+
+    timing = json.loads((tmp_path / "fast_samplers_time.json").read_text())
+    assert [(r["sampler"], r["nfe"]) for r in timing["rows"]] == [("ipndm", 4), ("dpmpp_2m", 4)]
+    assert all(r["seconds"] > 0 for r in timing["rows"])
+
+    # a second run keeps the sets it finds
+    before = (samples / "default-ode-3-seed0.npz").stat().st_mtime_ns
+    bench.main(["--smoke", "--stage", "sample", "--out", str(tmp_path), "--data", str(MNIST)])
+    assert (samples / "default-ode-3-seed0.npz").stat().st_mtime_ns == before

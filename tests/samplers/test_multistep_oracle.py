@@ -1,0 +1,245 @@
+"""The fast samplers (iPNDM, DPM-Solver++(2M), its SDE variant, Restart) driven by exact scores:
+the paper's 0.2/0.8 mixture for the sample quality, a single Gaussian N(m, s² I), whose
+probability-flow ODE has a closed form, for the order of accuracy."""
+
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import ncsn.schedule as schedule
+from ncsn.data.toy import GaussianMixture, OracleModel
+from ncsn.metrics import energy_distance
+from ncsn.samplers import run
+from ncsn.samplers.multistep import (
+    adams_bashforth_coefficients,
+    dpmpp_2m_sampler,
+    dpmpp_2m_sde_sampler,
+    ipndm_sampler,
+)
+from ncsn.samplers.ode import heun_sampler, restart_sampler
+from ncsn.schedule import karras_sigmas, loguniform_sigmas
+
+N = 4000
+DISTANCE = functools.partial(energy_distance, unbiased=False)
+RESTART = {"t_min": 1.0, "t_max": 5.0, "restarts": 1, "restart_steps": 4}
+
+# σ_max = 80 dwarfs the mixture's spread (means 14 apart), so N(0, σ_max² I) is p_σmax.
+# NFE: ipndm and dpmpp_2m N; dpmpp_2m_sde N (it needs 30: at 20 it is 3–7 floors away over
+# seeds 0–3, the injected noise's first-order error); restart 2N − 1 + 2KM = 19 + 8 = 27 (at
+# ≤ 20 NFE no Heun-based sampler gets within 3 floors: Heun N = 10, 19 NFE, is 6.7 away).
+CASES = {
+    "ipndm": (ipndm_sampler, karras_sigmas(80.0, 0.01, 20), {}, 20),
+    "dpmpp_2m": (dpmpp_2m_sampler, karras_sigmas(80.0, 0.01, 20), {}, 20),
+    "dpmpp_2m_sde": (dpmpp_2m_sde_sampler, karras_sigmas(80.0, 0.01, 30), {}, 30),
+    "restart": (restart_sampler, karras_sigmas(80.0, 0.01, 10), RESTART, 27),
+}
+
+
+def _draw(sampler, model, shape, sigmas, seed=0, **options):
+    calls = []
+    x = sampler(
+        model,
+        shape,
+        sigmas,
+        generator=torch.Generator().manual_seed(seed),
+        callback=calls.append,
+        **options,
+    )
+    return x, calls
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_sampler_is_within_three_noise_floors_of_exact_samples(name, mixture, floor):
+    sampler, sigmas, options, nfe = CASES[name]
+    x, calls = _draw(sampler, OracleModel(mixture), (N, 2), sigmas, **options)
+    exact = mixture.sample(N, torch.Generator().manual_seed(2))
+    assert calls[-1]["nfe"] == nfe
+    assert DISTANCE(x, exact) < 3 * floor
+    assert abs(mixture.responsibilities(x).mean(0)[0].item() - 0.2) < 0.03
+
+
+# The order of accuracy: N(m, s² I) with s = 0.5, from the same start x(σ₀) for every step count,
+# on a ρ = 7 ladder from 80 to σ_min = 0.05 without the final 0 (compared at σ_min, where the
+# exact x(σ) = m + (x(σ₀) − m) √(σ² + s²)/√(σ₀² + s²) is smooth). Measured slopes over
+# N = 16…64 levels: ipndm 3.35 (3.66 between the last two: 4th order once the lower-order
+# warm-up steps stop mattering), dpmpp_2m 1.94, heun 2.13.
+MEAN, STD = torch.tensor([1.0, -2.0], dtype=torch.float64), 0.5
+LEVELS = [16, 23, 32, 45, 64]
+
+
+def _error_slope(sampler) -> float:
+    model = OracleModel(GaussianMixture.isotropic([1.0], [MEAN.tolist()], STD))
+    x0 = MEAN + 80.0 * torch.randn(256, 2, generator=torch.Generator().manual_seed(0)).double()
+    errors = []
+    for n in LEVELS:
+        sigmas = karras_sigmas(80.0, 0.05, n)[:-1]
+        x = sampler(model, x0.shape, sigmas, generator=torch.Generator(), x=x0.clone())
+        scale = math.sqrt(sigmas[-1] ** 2 + STD**2) / math.sqrt(sigmas[0] ** 2 + STD**2)
+        errors.append((x - (MEAN + (x0 - MEAN) * scale)).norm(dim=1).max().item())
+    return -np.polyfit(np.log(LEVELS), np.log(errors), 1)[0]
+
+
+def test_ipndm_error_falls_at_about_fourth_order():
+    assert _error_slope(ipndm_sampler) >= 3.0
+
+
+def test_dpmpp_2m_error_falls_at_second_order():
+    assert _error_slope(dpmpp_2m_sampler) >= 1.7
+
+
+def test_adams_bashforth_coefficients_on_equal_steps_are_the_classic_ones():
+    expected = {
+        1: [1.0],
+        2: [3 / 2, -1 / 2],
+        3: [23 / 12, -16 / 12, 5 / 12],
+        4: [55 / 24, -59 / 24, 37 / 24, -9 / 24],
+    }
+    for order, b in expected.items():
+        nodes = [4.0 + k for k in range(order)]  # t_i, t_{i−1}, …: σ descends, h = −1
+        assert adams_bashforth_coefficients(nodes, 3.0) == pytest.approx(b, abs=1e-12)
+
+
+def test_variable_step_adams_bashforth_integrates_cubics_exactly():
+    nodes, t_next = [2.0, 3.5, 7.0, 20.0], 0.7  # a non-uniform descending ladder
+    b = adams_bashforth_coefficients(nodes, t_next)
+    f = [lambda t: 1.0, lambda t: t, lambda t: t**2 - 3 * t, lambda t: t**3]
+    antiderivative = [
+        lambda t: t,
+        lambda t: t**2 / 2,
+        lambda t: t**3 / 3 - 1.5 * t**2,
+        lambda t: t**4 / 4,
+    ]
+    for g, big_g in zip(f, antiderivative, strict=True):
+        h = t_next - nodes[0]
+        quadrature = h * sum(b_j * g(t) for b_j, t in zip(b, nodes, strict=True))
+        assert quadrature == pytest.approx(big_g(t_next) - big_g(nodes[0]), rel=1e-10)
+
+
+class Gaussian:
+    """Exact denoiser of N(0, I): D(x, σ) = x / (1 + σ²)."""
+
+    def denoise(self, x, sigma):
+        return x / (1 + sigma.view(-1, 1) ** 2)
+
+
+def test_two_dpmpp_2m_steps_equal_the_formula():
+    x0 = torch.tensor([[1.0, -2.0], [0.3, 0.5]], dtype=torch.float64)
+    s0, s1, s2 = 4.0, 2.0, 0.5
+    out = dpmpp_2m_sampler(Gaussian(), x0.shape, [s0, s1, s2], generator=torch.Generator(), x=x0)
+    h0, h1 = math.log(s0 / s1), math.log(s1 / s2)  # h_i = λ_{i+1} − λ_i, λ = −ln σ
+    d0 = x0 / (1 + s0**2)
+    x1 = (s1 / s0) * x0 - math.expm1(-h0) * d0  # first step: first order (DDIM)
+    d1 = x1 / (1 + s1**2)
+    r = h0 / h1
+    d_tilde = (1 + 1 / (2 * r)) * d1 - d0 / (2 * r)
+    assert torch.allclose(out, (s2 / s1) * x1 - math.expm1(-h1) * d_tilde, atol=1e-12)
+
+
+def test_the_step_to_zero_returns_the_denoiser_output():
+    x0 = torch.tensor([[1.0, -2.0]], dtype=torch.float64)
+    for sampler in (dpmpp_2m_sampler, dpmpp_2m_sde_sampler):
+        out = sampler(Gaussian(), x0.shape, [0.5, 0.0], generator=torch.Generator(), x=x0)
+        assert torch.equal(out, x0 / 1.25)
+
+
+def test_dpmpp_2m_sde_with_eta_zero_is_dpmpp_2m(mixture):
+    sigmas = karras_sigmas(80.0, 0.01, 8)
+    model = OracleModel(mixture)
+    a, _ = _draw(dpmpp_2m_sde_sampler, model, (64, 2), sigmas, eta=0.0)
+    b, _ = _draw(dpmpp_2m_sampler, model, (64, 2), sigmas)
+    assert a.numpy().tobytes() == b.numpy().tobytes()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"restarts": 0},
+        {"t_min": 0.001},  # no level in (0, t_min]: the ladder's last positive level is 0.01
+        {"t_min": 1.0, "t_max": 0.5},  # t_max not above the restart level
+    ],
+)
+def test_restart_without_a_restart_is_heun_to_the_byte(mixture, options):
+    sigmas = karras_sigmas(80.0, 0.01, 10)
+    model = OracleModel(mixture)
+    a, calls = _draw(restart_sampler, model, (64, 2), sigmas, **options)
+    b, _ = _draw(heun_sampler, model, (64, 2), sigmas)
+    assert a.numpy().tobytes() == b.numpy().tobytes()
+    assert calls[-1]["nfe"] == 2 * 10 - 1
+
+
+def test_restart_is_reproducible_and_its_noise_comes_from_the_generator(mixture):
+    sigmas = karras_sigmas(80.0, 0.01, 10)
+    model = OracleModel(mixture)
+    start = 80.0 * torch.randn(64, 2, generator=torch.Generator().manual_seed(9))
+    a, b, c = (
+        _draw(restart_sampler, model, (64, 2), sigmas, seed=s, x=start.clone(), **RESTART)[0]
+        for s in (5, 5, 6)
+    )
+    assert a.numpy().tobytes() == b.numpy().tobytes()
+    assert not torch.equal(a, c)  # same start: only the restarts' noise differs
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_each_sampler_counts_the_stated_nfe(mixture, n):
+    model = OracleModel(mixture)
+    sigmas = karras_sigmas(80.0, 0.01, n)
+    for sampler in (ipndm_sampler, dpmpp_2m_sampler, dpmpp_2m_sde_sampler):
+        _, calls = _draw(sampler, model, (8, 2), sigmas)
+        assert [c["nfe"] for c in calls] == list(range(1, n + 1))
+    options = dict(RESTART, t_min=80.0, t_max=100.0)  # restart at σ₁ whatever n is
+    _, calls = _draw(restart_sampler, model, (8, 2), sigmas, **options)
+    restarted = n > 1
+    assert calls[-1]["nfe"] == 2 * n - 1 + (2 * 1 * 4 if restarted else 0)
+
+
+def test_denoiser_calls_match_the_reported_nfe(mixture):
+    calls = {"n": 0}
+
+    class Counted(OracleModel):
+        def denoise(self, x, sigma):
+            calls["n"] += 1
+            return super().denoise(x, sigma)
+
+    model = Counted(mixture)
+    for sampler, sigmas, options, nfe in CASES.values():
+        calls["n"] = 0
+        _draw(sampler, model, (8, 2), sigmas, **options)
+        assert calls["n"] == nfe
+
+
+SCHED = schedule.Schedule(
+    sigmas=schedule.geometric_sigmas(80.0, 0.01, 10),
+    step_size=0.0,
+    steps_per_level=1,
+    data_mean=[3.0, 3.0],
+)
+FAST = ("ipndm", "dpmpp_2m", "dpmpp_2m_sde", "restart")
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_same_seed_same_bytes_through_run_draw(name, mixture):
+    def draw(seed, **options):
+        opts = run.options(name, **options)
+        return run.draw(OracleModel(mixture), SCHED, 100, (2,), seed=seed, batch_size=64,
+                        sampler=name, steps=8, opts=opts)  # fmt: skip
+
+    a, info = draw(5)
+    b, _ = draw(5)
+    c, _ = draw(6)
+    assert a.numpy().tobytes() == b.numpy().tobytes() and not torch.equal(a, c)
+    nfe = {"restart": 2 * 8 - 1 + 2 * 2 * 4}.get(name, 8)  # restart defaults: K = 2, M = 4
+    assert info["nfe"] == nfe and info["num_levels"] == 9
+    d, info = draw(5, schedule="loguniform")
+    assert not torch.equal(a, d) and "log-uniform σ" in info["description"]
+
+
+def test_loguniform_ladder_is_uniform_in_log_sigma_and_ends_at_zero():
+    sigmas = loguniform_sigmas(80.0, 0.01, 6)
+    assert sigmas[0] == pytest.approx(80.0) and sigmas[-2] == pytest.approx(0.01)
+    assert sigmas[-1] == 0.0 and loguniform_sigmas(5.0, 0.1, 1) == [5.0, 0.0]
+    steps = np.diff(np.log(sigmas[:-1]))
+    assert np.allclose(steps, steps[0])
+    assert schedule.step_sigmas("karras", 80.0, 0.01, 6, 7.0) == karras_sigmas(80.0, 0.01, 6)
