@@ -52,7 +52,9 @@ import numpy as np
 import torch
 
 import ncsn.config as config
+import ncsn.samplers.gits as gits
 import ncsn.samplers.run as samplers
+import ncsn.schedule as schedule
 from ncsn.data.images import load_mnist
 from ncsn.files import atomic_write_bytes
 from ncsn.metrics.classifier import load_classifier
@@ -76,13 +78,16 @@ TINY = [
     "schedule.num_levels=10",
 ]
 FAST = ("ipndm", "dpmpp_2m", "dpmpp_2m_sde")
-KNOWN = ("ode", "churn", *FAST, "restart")  # the sampler names this benchmark writes and scores
+GITS = ("ipndm_gits",)  # ipndm on the run's GITS levels (ncsn.samplers.gits), made here first
+KNOWN = ("ode", "churn", *FAST, *GITS, "restart")  # the names this benchmark writes and scores
 SEEDS = (0, 1, 2)
 DEFAULT_JOBS = ",".join(
     [f"{s}:{nfe}:{seed}" for s in FAST for nfe in (4, 6, 8, 10, 15, 20) for seed in SEEDS]
     + [f"ode:{nfe}:{seed}" for nfe in (5, 9, 19) for seed in SEEDS]  # Heun: odd NFE only
+    + [f"{s}:{nfe}:{seed}" for s in GITS for nfe in (4, 6, 8, 10) for seed in SEEDS]
 )
-SMOKE_JOBS = "ipndm:4:0,dpmpp_2m:4:0,dpmpp_2m_sde:4:0,ode:5:0"
+SMOKE_JOBS = "ipndm:4:0,dpmpp_2m:4:0,dpmpp_2m_sde:4:0,ode:5:0,ipndm_gits:4:0"
+GITS_WARMUP, GITS_GRID = 256, 64  # `ncsn steps` defaults: warm-up trajectories, fine-grid levels
 SET_NAME = re.compile(rf"^default-({'|'.join(KNOWN)})-(\d+)-seed(\d+)\.npz$")
 
 
@@ -107,13 +112,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.smoke:
         # 1 thread: the smoke checks the plumbing, not the speed, and runs inside the test suite
-        args.n, args.jobs, args.time_jobs, args.threads = 16, SMOKE_JOBS, "ipndm:4,dpmpp_2m:4", 1
+        args.n, args.jobs, args.threads = 16, SMOKE_JOBS, 1
+        args.time_jobs = "ipndm:4,dpmpp_2m:4,ipndm_gits:4"
     return args
 
 
 def steps_for(sampler: str, nfe: int) -> int:
     """The N of ``sampler`` that costs ``nfe`` evaluations (NFE formulas of ncsn.samplers.run)."""
-    if sampler in FAST:  # NFE = N: one denoiser evaluation per level, none at σ = 0
+    if sampler in FAST or sampler in GITS:  # NFE = N: one evaluation per level, none at σ = 0
         return nfe
     if sampler in ("ode", "churn"):  # NFE = 2N − 1: Heun, Euler only on the last step to σ = 0
         if nfe % 2 == 0 or nfe < 1:
@@ -158,12 +164,47 @@ def smoke_run(args, out: Path) -> Path:
     return run_dir
 
 
+def load(args, run_dir: Path):
+    """(model, schedule, metadata) of ``run_dir``; a run trained before issue 14 records no μ,
+    so the deterministic samplers' start N(μ, σ₁² I) gets the training digits' mean computed
+    as training records it now (``ncsn.schedule.data_mean``, as benchmarks/ode_start.py does)."""
+    model, sched, _, meta = load_run(run_dir, log=lambda m: None)
+    if sched.data_mean is None:
+        sched.data_mean = schedule.data_mean(digits(args)[0])
+    return model, sched, meta
+
+
+def gits_schedules(args, out: Path, model, sched, meta, levels: list[int]) -> dict:
+    """GITS levels of the run for each N of ``levels`` (``ncsn steps``'s computation, warm-up
+    seed 0), kept in OUT/fast_samplers_gits.json and reused while the run and step match."""
+    path = out / ("fast_samplers_gits_smoke.json" if args.smoke else "fast_samplers_gits.json")
+    warmup, size = (8, 10) if args.smoke else (GITS_WARMUP, GITS_GRID)
+    key = {"run": str(args.run), "step": meta["step"], "warmup": warmup, "grid": size}
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    if stored.get("key") == key and all(str(n) in stored["schedules"] for n in levels):
+        return stored["schedules"]
+    start = time.perf_counter()
+    grid = gits.fine_grid(sched.sigma_max, sched.sigma_min, size)
+    cost = gits.teacher_costs(
+        model, (warmup, *meta["data_shape"]), grid, generator=torch.Generator().manual_seed(0),
+        mean=samplers.ode_mean(sched, (1, *meta["data_shape"])), batch_size=128,
+    )  # fmt: skip
+    schedules = {str(n): gits.gits_sigmas(cost, grid, n) for n in levels}
+    record = {"key": key, "schedules": schedules, "seconds": round(time.perf_counter() - start, 1),
+              "teacher_nfe_per_trajectory": 2 * size - 2}  # fmt: skip
+    atomic_write_bytes(path, json.dumps(record, indent=1).encode())
+    print(f"GITS levels for N = {levels}: {record['seconds']} s, in {path.name}", flush=True)
+    return schedules
+
+
 def draw(model, sched, meta, sampler: str, nfe: int, n: int, seed: int) -> tuple:
     """``n`` samples of ``sampler`` at ``nfe`` evaluations; the NFE it reports is checked."""
     steps = steps_for(sampler, nfe)
+    base = sampler.removesuffix("_gits")
+    opts = samplers.options(base, schedule="gits") if sampler in GITS else None
     images, info = samplers.draw(
-        model, sched, n, tuple(meta["data_shape"]), seed=seed, sampler=sampler, steps=steps,
-        batch_size=250,
+        model, sched, n, tuple(meta["data_shape"]), seed=seed, sampler=base, steps=steps,
+        batch_size=250, opts=opts,
     )  # fmt: skip
     assert info["nfe"] == nfe, f"{sampler} with N = {steps}: NFE {info['nfe']}, asked for {nfe}"
     return images, info
@@ -174,8 +215,11 @@ def sample(args, out: Path, run_dir: Path) -> None:
     OUT/samples/default-SAMPLER-STEPS-seedK.npz (a set whose file exists is kept, unless
     ``--force``)."""
     jobs = parse_jobs(args.jobs, 3)
-    model, sched, _, meta = load_run(run_dir, log=lambda m: None)
+    model, sched, meta = load(args, run_dir)
     (out / "samples").mkdir(parents=True, exist_ok=True)
+    levels = sorted({steps_for(s, nfe) for s, nfe, _ in jobs if s in GITS})
+    if levels:
+        sched.step_schedules = {"gits": gits_schedules(args, out, model, sched, meta, levels)}
     for sampler, nfe, seed in jobs:
         path = out / "samples" / f"default-{sampler}-{steps_for(sampler, nfe)}-seed{seed}.npz"
         if path.exists() and not args.force:
@@ -326,7 +370,10 @@ def time_samplers(args, out: Path, run_dir: Path, command: str) -> dict:
     """Wall seconds of ``--n`` samples of each ``--time-jobs`` SAMPLER:NFE on ``--threads``
     torch threads (fp32, under inference mode as the samplers run), after an untimed
     2-sample warm-up; into OUT/fast_samplers_time.json."""
-    model, sched, _, meta = load_run(run_dir, log=lambda m: None)
+    model, sched, meta = load(args, run_dir)
+    levels = sorted({steps_for(s, nfe) for s, nfe in parse_jobs(args.time_jobs, 2) if s in GITS})
+    if levels:
+        sched.step_schedules = {"gits": gits_schedules(args, out, model, sched, meta, levels)}
     before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     rows = []

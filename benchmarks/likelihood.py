@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 import ncsn.config as config
+import ncsn.schedule as schedule
 from ncsn.data.images import load_digits, load_mnist
 from ncsn.files import atomic_write_bytes
 from ncsn.likelihood import score_examples
@@ -56,7 +57,9 @@ def parse_args(argv):
     p.add_argument("--n", type=int, default=2000, help="held-out digits (main part)")
     p.add_argument("--n-train", type=int, default=2000, help="training digits (main part)")
     p.add_argument("--n-ood", type=int, default=200, help="images of each out-of-distribution set")
-    p.add_argument("--steps", type=int, default=20, help="Heun steps of the main and ood parts")
+    p.add_argument("--solver", default="rk45", help="solver of the main and ood parts")
+    p.add_argument("--tol", type=float, default=1e-4, help="their rk45 rtol = atol")
+    p.add_argument("--steps", type=int, default=160, help="their Heun steps (--solver heun)")
     p.add_argument("--probes", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -92,6 +95,13 @@ def main(argv: list[str] | None = None) -> dict:
         a.convergence_steps, a.steps, a.more_probes = "2,4", 2, "2@2"
     model, sched, cfg, meta = load_run(a.run, device="cpu")
     shape = tuple(meta["data_shape"])
+    digits = _mnist(a, shape)
+    held_out = digits[8000:] if len(digits) >= 10000 else digits[len(digits) // 2 :]
+    training = digits[:8000] if len(digits) >= 10000 else digits[: len(digits) // 2]
+    prior_mean = "recorded in the run"
+    if sched.data_mean is None:  # runs trained before issue 14: μ as training records it now
+        sched.data_mean = schedule.data_mean(training)
+        prior_mean = "the training digits' mean (ncsn.schedule.data_mean; the run predates it)"
     common = {
         "sigma_min": sched.sigma_min,
         "sigma_max": sched.sigma_max,
@@ -99,19 +109,22 @@ def main(argv: list[str] | None = None) -> dict:
         "levels": 256,
         "batch_size": a.batch_size,
     }
-    digits = _mnist(a, shape)
-    held_out = digits[8000:] if len(digits) >= 10000 else digits[len(digits) // 2 :]
-    training = digits[:8000] if len(digits) >= 10000 else digits[: len(digits) // 2]
     path = out / ("likelihood_smoke.json" if a.smoke else "likelihood.json")
     result = json.loads(path.read_text()) if path.exists() and not a.smoke else {}
+    command = "python benchmarks/likelihood.py " + " ".join(
+        shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv)
+    )
+    result.setdefault("commands", {})  # the command that wrote each part
+    for part in a.parts.split(","):
+        result["commands"][part] = command
     result |= {
-        "command": "python benchmarks/likelihood.py "
-        + " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv)),
+        "command": command,
         "run": str(a.run),
         "step": meta["step"],
         "sigma_min": sched.sigma_min,
         "sigma_max": sched.sigma_max,
         "threads": torch.get_num_threads(),
+        "prior_mean": prior_mean,
     }
 
     def save() -> None:
@@ -144,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
             rows,
             out / ("likelihood_convergence_smoke.png" if a.smoke else "likelihood_convergence.png"),
         )
-    opts = {"solver": "heun", "steps": a.steps, "probes": a.probes}
+    opts = {"solver": a.solver, "steps": a.steps, "rtol": a.tol, "atol": a.tol, "probes": a.probes}
     if "main" in parts:
         g = torch.Generator().manual_seed(0)
         train_pick = training[torch.randperm(len(training), generator=g)[: a.n_train]]

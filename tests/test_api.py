@@ -92,10 +92,11 @@ def test_run_likelihood_gives_the_value_of_ncsn_likelihood(run_dir, tmp_path):
     images = np.random.default_rng(1).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)
     np.savez(tmp_path / "x.npz", images=images)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-    scores = ncsn.load(run_dir).likelihood(x, steps=3, seed=2)
+    scores = ncsn.load(run_dir).likelihood(x, solver="heun", steps=3, seed=2)
     assert scores.bits_per_dim.shape == (4,) and scores.nfe == 6
     out = tmp_path / "ll.json"
-    argv = ["likelihood", str(run_dir), "--data", str(tmp_path / "x.npz"), "--steps", "3"]
+    argv = ["likelihood", str(run_dir), "--data", str(tmp_path / "x.npz"), "--solver", "heun"]
+    argv += ["--steps", "3"]
     assert main([*argv, "--seed", "2", "--out", str(out), "--no-progress"]) == 0
     cli = json.loads(out.read_text())["bits_per_dim"]
     assert cli == pytest.approx(float(scores.bits_per_dim.double().mean()), rel=1e-12)

@@ -44,6 +44,7 @@ def mixture():
 
 
 def _ll(model, x, mean, **options):
+    options.setdefault("solver", "heun")
     return log_likelihood(
         model, x, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, mean=mean, generator=_gen(5), **options
     )
@@ -165,7 +166,8 @@ def test_bits_per_dim_and_dequantization_formulas():
 
 def test_same_seed_same_value_other_seed_another(mixture):
     mix, mean, x = mixture
-    kw = {"sigma_min": SIGMA_MIN, "sigma_max": SIGMA_MAX, "mean": mean, "steps": 5}
+    kw = {"sigma_min": SIGMA_MIN, "sigma_max": SIGMA_MAX, "mean": mean, "steps": 5,
+          "solver": "heun"}  # fmt: skip
     a = score_examples(OracleModel(mix), x[:20], seed=4, batch_size=8, **kw)
     b = score_examples(OracleModel(mix), x[:20], seed=4, batch_size=8, **kw)
     c = score_examples(OracleModel(mix), x[:20], seed=5, batch_size=8, **kw)
@@ -176,7 +178,7 @@ def test_same_seed_same_value_other_seed_another(mixture):
     "options, message",
     [
         ({"probes": 0}, "at least 1 Hutchinson probe"),
-        ({"steps": 0}, "at least 1 Heun step"),
+        ({"steps": 0, "solver": "heun"}, "at least 1 Heun step"),
         ({"solver": "euler"}, "solver 'euler'"),
         ({"divergence": "exact"}, "one backward pass"),
         ({"probe": "sphere"}, "probe 'sphere'"),
@@ -223,6 +225,8 @@ def test_cli_prints_bits_per_dim_and_writes_json_and_csv(run, tmp_path, capsys):
         str(run),
         "--data",
         str(tmp_path / "x.npz"),
+        "--solver",
+        "heun",
         "--steps",
         "3",
         "--out",
@@ -252,6 +256,8 @@ def test_cli_prints_bits_per_dim_and_writes_json_and_csv(run, tmp_path, capsys):
                 "digits",
                 "--n",
                 "3",
+                "--solver",
+                "heun",
                 "--steps",
                 "2",
                 "--out",

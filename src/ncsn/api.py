@@ -23,6 +23,7 @@ import ncsn.config as config
 import ncsn.likelihood as likelihood
 import ncsn.presets as presets
 import ncsn.samplers.conditioning as conditioning
+import ncsn.samplers.gits as gits
 from ncsn.devices import resolve_device
 from ncsn.errors import NCSNError
 from ncsn.metrics.evaluate import evaluate as _score
@@ -121,6 +122,7 @@ def load(run_dir: str | Path, *, ema: bool = True, device: str = "auto") -> Run:
     model, sched, cfg, meta = load_run(
         run_dir, ema=ema, device=resolve_device(device), log=lambda _: None
     )
+    sched.step_schedules = gits.load(run_dir)  # schedule="gits" of the fast samplers
     return Run(model, sched, cfg, meta)
 
 

@@ -217,6 +217,9 @@ class Schedule:
     # μ, the training data's mean (one value per dimension, flattened): the deterministic
     # samplers start from N(μ, σ₁² I). None for runs trained before it was recorded (μ = 0).
     data_mean: list[float] | None = None
+    # step schedules optimised for the trained model ({"gits": {"N": [σ …, 0]}}), read from the
+    # run directory by whoever loads the run (samplers/gits.py); not part of the checkpoint
+    step_schedules: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def sigma_max(self) -> float:
@@ -241,7 +244,9 @@ class Schedule:
         return torch.tensor(self.sigmas, dtype=torch.float32, device=device)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("step_schedules")
+        return d
 
     def describe(self) -> str:
         lines = [

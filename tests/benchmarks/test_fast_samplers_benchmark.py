@@ -45,7 +45,11 @@ def test_smoke_run_draws_scores_and_times_the_fast_samplers(tmp_path):
     assert images.dtype == np.uint8 and images.shape == (16, 28, 28, 1)
 
     timing = json.loads((tmp_path / "fast_samplers_time.json").read_text())
-    assert [(r["sampler"], r["nfe"]) for r in timing["rows"]] == [("ipndm", 4), ("dpmpp_2m", 4)]
+    assert [(r["sampler"], r["nfe"]) for r in timing["rows"]] == [
+        ("ipndm", 4),
+        ("dpmpp_2m", 4),
+        ("ipndm_gits", 4),
+    ]
     assert all(r["seconds"] > 0 for r in timing["rows"])
 
     # a second run keeps the sets it finds

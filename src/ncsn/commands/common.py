@@ -10,6 +10,7 @@ import ncsn.config as config
 import ncsn.limits as limits
 import ncsn.presets as presets
 import ncsn.samplers.conditioning as conditioning
+import ncsn.samplers.gits as gits
 import ncsn.schedule as schedule
 from ncsn.devices import resolve_device
 from ncsn.errors import NCSNError
@@ -107,10 +108,11 @@ def add_sampler_args(q) -> None:
     )
     q.add_argument(
         "--step-schedule",
-        choices=schedule.STEP_SCHEDULES,
+        choices=(*schedule.STEP_SCHEDULES, "gits"),
         default=ipndm.schedule,
         help="ipndm, dpmpp_2m, dpmpp_2m_sde, restart: the N levels ρ-spaced (karras, Karras et "
-        f"al. 2022 Eq. 5) or uniform in log σ (loguniform) ({ipndm.schedule})",
+        "al. 2022 Eq. 5), uniform in log σ (loguniform), or optimised for this run (gits, made "
+        f"by `ncsn steps`) ({ipndm.schedule})",
     )
     q.add_argument(
         "--max-order",
@@ -235,6 +237,7 @@ def load_run_for(args):
     """(model, schedule, config, metadata, device) of ``args.run_dir`` on ``--device``."""
     device = resolve_device(args.device, "--device")
     model, sched, cfg, meta = load_run(args.run_dir, ema=not args.raw_weights, device=device)
+    sched.step_schedules = gits.load(args.run_dir)  # `--step-schedule gits`
     return model, sched, cfg, meta, device
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 import ncsn.limits as limits
+import ncsn.samplers.gits as gits
 from ncsn.commands.common import (
     add_class_args,
     add_sampler_args,
@@ -130,8 +131,65 @@ def _lim(x: torch.Tensor, lim: float) -> float:
     return min(lim, 1.1 * float(x.abs().max()) + 1e-6) if x.numel() else lim
 
 
+def cmd_steps(args) -> None:
+    """``ncsn steps``: GITS schedules of the ``--steps`` sizes, stored in the run."""
+    sizes = sorted({int(v) for v in _int_list(args.steps, "--steps")})
+    limits.check("sample.steps", args.warmup, flag="--warmup", least=2)
+    limits.check("sample.steps", args.grid, flag="--grid", least=3)
+    limits.seed(args.seed, "--seed")
+    for n in sizes:
+        if not 2 <= n <= args.grid:
+            raise NCSNError(f"--steps {n}: expected 2 to --grid {args.grid} levels")
+    model, sched, cfg, meta, device = load_run_for(args)
+    shape = tuple(meta["data_shape"])
+    limits.check_memory("--warmup", min(args.warmup, args.batch_size), shape, copies=2 * args.grid)
+    grid = gits.fine_grid(sched.sigma_max, sched.sigma_min, args.grid)
+    start = time.perf_counter()
+    gen = torch.Generator(device).manual_seed(args.seed)
+    cost = gits.teacher_costs(
+        model, (args.warmup, *shape), grid, generator=gen, mean=run.ode_mean(sched, (1, *shape)),
+        batch_size=args.batch_size,
+    )  # fmt: skip
+    ladders = {n: gits.gits_sigmas(cost, grid, n) for n in sizes}
+    how = {"warmup": args.warmup, "grid": args.grid, "seed": args.seed, "step": meta["step"],
+           "teacher": f"Heun on the {args.grid}-level ρ = 7 grid", "seconds":
+           round(time.perf_counter() - start, 1)}  # fmt: skip
+    path = gits.save(args.run_dir, "gits", ladders, how)
+    for n, ladder in ladders.items():
+        print(f"gits N = {n}: σ = " + ", ".join(f"{s:.4g}" for s in ladder))
+    print(
+        f"{args.warmup} warm-up trajectories ({2 * args.grid - 2} NFE each), {how['seconds']} s; "
+        f"wrote {path}; sample with --step-schedule gits --steps N"
+    )
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise NCSNError(f"{flag} {text}: expected integers separated by commas") from None
+
+
 def add_parsers(sub) -> None:
-    """Register sample."""
+    """Register sample and steps."""
+    q = sub.add_parser(
+        "steps",
+        help="step schedules optimised for a trained run (GITS), for --step-schedule gits",
+        description="GITS (Chen et al. 2024): draw --warmup probability-flow trajectories with a "
+        "fine Heun teacher, then choose by dynamic programming the N levels whose one-step "
+        "(Euler) jumps stay closest to them. Stored in RUN_DIR/step_schedules.json; "
+        "`ncsn sample RUN_DIR --sampler ipndm --step-schedule gits --steps N` uses them.",
+    )
+    q.add_argument("run_dir", help="run directory written by `ncsn train`")
+    q.add_argument("--steps", default="4,6,8,10", help="levels N, comma-separated (4,6,8,10)")
+    q.add_argument("--warmup", type=int, default=256, help="warm-up trajectories (256)")
+    q.add_argument("--grid", type=int, default=64, help="levels of the fine grid (64)")
+    q.add_argument("--batch-size", type=int, default=128, help="trajectories per batch (128)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the warm-up trajectories (0)")
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda, … (default auto)")
+    q.add_argument("--raw-weights", action="store_true", help="use the raw weights, not the EMA")
+    q.set_defaults(func=cmd_steps)
+
     q = sub.add_parser(
         "sample",
         help="draw samples from a trained run",

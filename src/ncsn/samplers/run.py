@@ -203,7 +203,9 @@ def sample(
         text = f"churn (Heun, N = {steps}, ρ = {opts.rho}{settings})"
     else:
         x, what = _fast(sampler, model, shape, sigmas, opts, mean=ode_mean(sched, shape), **common)
-        ladder = f"ρ = {opts.rho}" if opts.schedule == "karras" else "log-uniform σ"
+        ladder = {"karras": f"ρ = {opts.rho}", "loguniform": "log-uniform σ"}.get(
+            opts.schedule, "the run's GITS levels"
+        )
         parts = [*what, f"N = {steps}", ladder, f"start {_start(sched)}"]
         text = f"{sampler} ({', '.join(parts)})"
     if labels is not None:
@@ -271,6 +273,15 @@ def resolve(
         return steps, schedule.geometric_sigmas(sched.sigma_max, sched.sigma_min, steps), None
     steps = steps or ODE_STEPS
     name = getattr(opts, "schedule", "karras")  # ode and churn: Karras et al.'s ρ ladder
+    if name == "gits":  # optimised for this run (samplers/gits.py), one ladder per N
+        stored = sched.step_schedules.get("gits", {})
+        if str(steps) not in stored:
+            have = ", ".join(sorted(stored, key=int)) or "none"
+            raise NCSNError(
+                f"--step-schedule gits: the run has no GITS schedule of N = {steps} levels "
+                f"(stored: {have}); make it with `ncsn steps RUN_DIR --steps {steps}`"
+            )
+        return steps, list(stored[str(steps)]), None
     return (
         steps,
         schedule.step_sigmas(name, sched.sigma_max, sched.sigma_min, steps, opts.rho),
