@@ -65,6 +65,8 @@ def parse_args(argv):
     p.add_argument("--sampler", default="churn")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--n", type=int, default=1000, help="samples per set (classes in turn)")
+    p.add_argument("--no-uncond", dest="uncond", action="store_false",
+                   help="do not draw the unconditional run's sets")  # fmt: skip
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)
     if a.smoke:
@@ -93,8 +95,9 @@ def smoke_runs(a, out: Path) -> tuple[Path, Path]:
 
 def sample(a, out: Path, cond_run: Path, uncond_run: Path) -> None:
     (out / "samples").mkdir(parents=True, exist_ok=True)
-    jobs = [(cond_run, float(w), int(s)) for w in a.weights.split(",") for s in a.seeds.split(",")]
-    jobs += [(uncond_run, None, int(s)) for s in a.seeds.split(",")]
+    weights = [float(w) for w in a.weights.split(",") if w]  # "" : only the unconditional run
+    jobs = [(cond_run, w, int(s)) for w in weights for s in a.seeds.split(",")]
+    jobs += [(uncond_run, None, int(s)) for s in a.seeds.split(",") if a.uncond]
     for run_dir, w, seed in jobs:
         model, sched, _, meta = load_run(run_dir, log=lambda m: None)
         labels = torch.arange(a.n) % 10 if w is not None else None

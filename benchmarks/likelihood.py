@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> dict:
         atomic_write_bytes(path, json.dumps(result, indent=1).encode())
 
     parts = a.parts.split(",")
+    if parts == ["plot"]:  # redraw the convergence plot from the saved rows
+        _plot(result["convergence"], out / "likelihood_convergence.png")
+        return result
     if "convergence" in parts:
         x = held_out[: a.n_convergence]
         rows = result.get("convergence", [])  # rows of earlier calls are kept, same ones redone
@@ -220,32 +223,39 @@ def _sklearn_upscaled(n: int, shape) -> torch.Tensor:
 
 
 def _plot(rows: list[dict], path: Path) -> None:
+    """bits/dim against NFE, all settings (left) and zoomed on the converged ones (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     heun = sorted(
         (r for r in rows if r["options"]["solver"] == "heun" and r["options"]["probes"] == 1),
         key=lambda r: r["nfe"],
     )
-    ax.plot([r["nfe"] for r in heun], [r["bits_per_dim"] for r in heun], "o-", label="Heun")
-    for r in rows:
-        if r not in heun:
-            o = r["options"]
-            label = f"RK45, tol {o['rtol']:g}" if o["solver"] == "rk45" else (
-                f"Heun, {o['probes']} probes")  # fmt: skip
-            ax.plot([r["nfe"]], [r["bits_per_dim"]], "s", label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("NFE per image (each with its divergence)")
-    ax.set_ylabel("bits/dim")
-    ax.set_title(f"{heun[0]['n']} held-out digits; the same dequantization and probes for all",
-                 fontsize=9)  # fmt: skip
-    ax.legend()
+    top = max(r["bits_per_dim"] for r in rows)
+    for ax, zoom in zip(axes, (False, True), strict=True):
+        ax.plot([r["nfe"] for r in heun], [r["bits_per_dim"] for r in heun], "o-", label="Heun")
+        for r in rows:
+            if r not in heun:
+                o = r["options"]
+                label = f"RK45, tol {o['rtol']:g}" if o["solver"] == "rk45" else (
+                    f"Heun, {o['probes']} probes")  # fmt: skip
+                ax.plot([r["nfe"]], [r["bits_per_dim"]], "s", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("NFE per image (each with its divergence)")
+        ax.set_ylabel("bits/dim")
+        if zoom:
+            ax.set_ylim(top - 0.2, top + 0.02)
+            ax.set_title("zoom: the last 0.2 bits/dim", fontsize=9)
+        else:
+            ax.set_title(f"{heun[0]['n']} held-out digits; the same dequantization and probes "
+                         "for all", fontsize=9)  # fmt: skip
+            ax.legend(fontsize=8)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=110)
     tmp.replace(path)
     plt.close(fig)
 

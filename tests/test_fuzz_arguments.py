@@ -17,6 +17,7 @@ import resource
 import time
 import typing
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -72,6 +73,7 @@ def places(tmp_path_factory):
     tiny = as_cli([*TINY_UNET, "schedule.num_levels=3", "train.steps=1", "train.batch_size=8"])
     assert main(["train", *tiny, "--run-dir", str(run), "--no-progress"]) == 0
     Image.new("L", (8, 8), 200).save(work / "x.png")
+    np.savez(work / "x.npz", images=np.zeros((2, 8, 8, 1), np.uint8))
     return work, run
 
 
@@ -87,6 +89,8 @@ def _base(command: str, work, run) -> list[str]:
         "classifier": ["classifier", "train", "--out", str(work / "c.safetensors")],
         "toy": ["toy", "--out", str(work / "t")],
         "schedule": ["schedule"],
+        "likelihood": ["likelihood", str(run), "--data", str(work / "x.npz")],
+        "steps": ["steps", str(run)],
         "train": ["train", "--run-dir", str(work / "r"), "--no-progress"],
     }[command]
 
@@ -104,6 +108,8 @@ def _stub_work(monkeypatch) -> None:
         "ncsn.commands.classifier.train_classifier",
         "ncsn.commands.toy.run_toy",
         "ncsn.training.loop._loop",
+        "ncsn.commands.likelihood.score_examples",
+        "ncsn.samplers.gits.teacher_costs",
     ]:
         monkeypatch.setattr(target, _stop)
 
@@ -128,7 +134,10 @@ def _check(argv: list[str]) -> None:
     assert seconds < SECONDS and grown < MEMORY_MB, (argv, seconds, grown)
 
 
-COMMANDS = ["sample", "inpaint", "denoise", "refine", "bands", "evaluate", "classifier", "toy"]
+COMMANDS = [
+    "sample", "inpaint", "denoise", "refine", "bands", "evaluate", "classifier", "toy",
+    "likelihood", "steps",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS)

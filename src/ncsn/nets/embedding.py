@@ -35,16 +35,16 @@ class SigmaEmbedding(nn.Module):
 
 class LabelEmbedding(nn.Module):
     """Map class labels (N,) in 0…K−1, or K for "no label", to vectors (N, out_dim) added to the
-    σ embedding (EDM's ``label_dim`` and k-diffusion's class conditioning add it the same way).
-    One learned row per class plus the "no label" row that label dropout trains for
-    classifier-free guidance (Ho & Salimans 2022, §3.2). Zero-initialised, so a new conditional
-    network starts as the unconditional one."""
+    σ embedding after its MLP, as guided-diffusion's ``label_emb`` (Dhariwal & Nichol 2021, their
+    code's ``emb = emb + self.label_emb(y)``). One learned row per class plus the "no label" row
+    that label dropout trains for classifier-free guidance (Ho & Salimans 2022, §3.2). Rows start
+    N(0, I) (``nn.Embedding``'s default, as theirs): zero rows, tried first, learned too slowly
+    to condition the 25-minute MNIST model (classifier agreement 0.25 at w = 1)."""
 
     def __init__(self, num_classes: int, out_dim: int):
         super().__init__()
         self.num_classes = num_classes
         self.table = nn.Embedding(num_classes + 1, out_dim)
-        nn.init.zeros_(self.table.weight)
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """The σ embedding ``emb`` (N, out_dim) plus each example's class row (None: "no label")."""
