@@ -277,7 +277,9 @@ def score(args, out: Path, train_x: torch.Tensor, held_x: torch.Tensor, command:
             print(f"{path.name}: not written by this benchmark, skipped", flush=True)
             continue
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-        rows.append({"file": path.name, **info, "metrics": metrics(x)})
+        # the file's name says the variant (ipndm_gits is ipndm on the GITS levels)
+        sampler = SET_NAME.match(path.name).group(1)
+        rows.append({"file": path.name, **info, "sampler": sampler, "metrics": metrics(x)})
         m = rows[-1]["metrics"]
         print(
             f"{path.name}: NFE {info['nfe']}, FD {m['fd']:.2f} (mean {m['mean_term']:.2f}, "

@@ -12,7 +12,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 MNIST = REPO.parent / "shared" / "data" / "mnist"
 CLASSIFIER = REPO / "benchmarks" / "results" / "mnist" / "classifier.safetensors"
-JOBS = {("ipndm", 4, 4), ("dpmpp_2m", 4, 4), ("dpmpp_2m_sde", 4, 4), ("ode", 5, 3)}  # NFE, N
+JOBS = {  # sampler, NFE, N
+    ("ipndm", 4, 4), ("dpmpp_2m", 4, 4), ("dpmpp_2m_sde", 4, 4), ("ode", 5, 3),
+    ("ipndm_gits", 4, 4),
+}  # fmt: skip
 
 
 @pytest.mark.skipif(
