@@ -56,3 +56,11 @@ def compile_module(module: torch.nn.Module, device: torch.device, setting: str):
     """``torch.compile(module)`` after :func:`check_compile`."""
     check_compile(device, setting)
     return torch.compile(module)
+
+
+def model_device(model) -> torch.device:
+    """The device of ``model``'s parameters; the CPU for a parameter-free model (an exact score)."""
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")

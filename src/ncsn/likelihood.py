@@ -25,6 +25,7 @@ import numpy as np
 import scipy.integrate
 import torch
 
+from ncsn.devices import model_device
 from ncsn.errors import NCSNError
 from ncsn.nets.refinenet import RefineNet
 from ncsn.schedule import geometric_sigmas, karras_sigmas, sigma_batch
@@ -339,11 +340,7 @@ def score_examples(
         )
     discrete = levels is not None and dequantizations > 0
     draws = max(dequantizations, 1)
-    device = (
-        next(iter(model.parameters()), torch.empty(0)).device
-        if hasattr(model, "parameters")
-        else torch.device("cpu")
-    )
+    device = model_device(model)
     gen = torch.Generator(device).manual_seed(seed)
     nats, nfe, gaps, start = [], 0, [], time.perf_counter()
     result = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ncsn.devices import model_device
 from ncsn.errors import NCSNError
 from ncsn.schedule import append_dims, sigma_batch
 
@@ -26,25 +27,21 @@ class Conditioned(nn.Module):
     def __init__(self, model, labels: torch.Tensor, guidance: float | None = None):
         super().__init__()
         self.model = model
-        self.labels = labels
+        self.labels = labels.to(model_device(model))  # once, not at every sampler step
         self.guidance = 1.0 if guidance is None else float(guidance)
-        self.null = torch.full_like(labels, model.num_classes)
+        self.null = torch.full_like(self.labels, model.num_classes)
+        self.pair = torch.cat([self.labels, self.null])  # the batched pair's labels, built once
         # w = 1 and w = 0 need one of the two scores only
         self.evaluations = 1 if self.guidance in (0.0, 1.0) else 2
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """s_w(x, σ, y) = s(x, σ, ∅) + w (s(x, σ, y) − s(x, σ, ∅)) (Ho & Salimans 2022, Eq. 6)."""
-        labels = self.labels.to(x.device)
         if self.guidance == 1.0:
-            return self.model.score(x, sigma, labels)
+            return self.model.score(x, sigma, self.labels)
         if self.guidance == 0.0:
-            return self.model.score(x, sigma, self.null.to(x.device))
+            return self.model.score(x, sigma, self.null)
         sigma = sigma_batch(sigma, x)
-        both = self.model.score(
-            torch.cat([x, x]),
-            torch.cat([sigma, sigma]),
-            torch.cat([labels, self.null.to(x.device)]),
-        )
+        both = self.model.score(torch.cat([x, x]), torch.cat([sigma, sigma]), self.pair)
         conditional, unconditional = both.chunk(2)
         return unconditional + self.guidance * (conditional - unconditional)
 

@@ -105,7 +105,7 @@ def save(run_dir: str | Path, name: str, ladders: dict[int, list[float]], how: d
     """Add ``ladders`` ({N: [σ …, 0]}) of schedule ``name`` to the run's file (atomically)."""
     path = Path(run_dir) / FILE
     stored = {"schedules": load(run_dir), "how": {}}
-    if path.is_file():
+    if stored["schedules"]:  # load() has read and checked the file
         stored["how"] = json.loads(path.read_text()).get("how", {})
     stored["schedules"].setdefault(name, {}).update({str(n): s for n, s in ladders.items()})
     stored["how"][name] = how

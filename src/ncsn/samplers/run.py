@@ -25,6 +25,7 @@ import torch
 
 import ncsn.samplers.conditioning as conditioning
 import ncsn.schedule as schedule
+from ncsn.devices import model_device
 from ncsn.errors import NCSNError
 from ncsn.samplers.langevin import annealed_langevin
 from ncsn.samplers.multistep import dpmpp_2m_sampler, dpmpp_2m_sde_sampler, ipndm_sampler
@@ -308,7 +309,7 @@ def batches(
     (same seed, same bytes, whatever is done with each batch): yields (batch, NFE, text).
     ``callback`` sees the steps of the first batch (for animations); ``labels`` (n,), sliced
     with the batches, and ``guidance`` as in :func:`sample`."""
-    gen = torch.Generator(_device(model)).manual_seed(seed)
+    gen = torch.Generator(model_device(model)).manual_seed(seed)
     for i in range(0, n, batch_size):
         size = min(batch_size, n - i)
         yield sample(
@@ -365,10 +366,3 @@ def _options_class(name: str) -> type:
     if name not in OPTIONS:
         raise NCSNError(f"sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
     return OPTIONS[name]
-
-
-def _device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):  # a parameter-free model, e.g. an exact score
-        return torch.device("cpu")
