@@ -59,7 +59,7 @@ from ncsn.data.images import load_mnist
 from ncsn.files import atomic_write_bytes
 from ncsn.metrics.classifier import load_classifier
 from ncsn.metrics.evaluate import classifier_extractor, evaluate
-from ncsn.metrics.fid import _sqrt_psd, feature_stats, frechet_distance
+from ncsn.metrics.fid import feature_stats, frechet_distance, frechet_terms
 from ncsn.training.loop import train
 from ncsn.training.state import load_run
 from ncsn.viz import to_uint8
@@ -236,18 +236,6 @@ def sample(args, out: Path, run_dir: Path) -> None:
         )
 
 
-def fd_split(mu1, sigma1, mu2, sigma2) -> tuple[float, float]:
-    """(‖μ₁ − μ₂‖², tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½)): the two terms of the Fréchet distance (Heusel et
-    al. 2017, Eq. 6), computed as ncsn.metrics.fid.frechet_distance does (tr(Σ₁Σ₂)^½ =
-    Σ √eig(Σ₁^½ Σ₂ Σ₁^½), ncsn.metrics.fid's docstring), so that they add up to its FD."""
-    sigma1, sigma2 = (sigma1 + sigma1.T) / 2, (sigma2 + sigma2.T) / 2
-    root = _sqrt_psd(sigma1)
-    middle = root @ sigma2 @ root
-    ev = np.linalg.eigvalsh((middle + middle.T) / 2)
-    cov = np.trace(sigma1) + np.trace(sigma2) - 2 * np.sqrt(np.clip(ev, 0, None)).sum()
-    return float(((mu1 - mu2) ** 2).sum()), float(cov)
-
-
 def score(args, out: Path, train_x: torch.Tensor, held_x: torch.Tensor, command: str) -> dict:
     """Score every set of this benchmark in OUT/samples and the data floor; write
     OUT/fast_samplers.json and OUT/fast_samplers.png."""
@@ -259,7 +247,7 @@ def score(args, out: Path, train_x: torch.Tensor, held_x: torch.Tensor, command:
     def metrics(x: torch.Tensor) -> dict:
         r = evaluate(x, held_x, extractor=extractor, classifier=clf, seed=0)
         mu, sigma = feature_stats(extractor(x))
-        mean_term, cov_term = fd_split(mu, sigma, *held_stats)  # fd = mean_term + cov_term
+        mean_term, cov_term = frechet_terms(mu, sigma, *held_stats)  # fd = mean_term + cov_term
         keys = ("fd", "precision", "recall", "class_coverage", "kid_mean")
         return {k: r[k] for k in keys} | {
             "fd_train": frechet_distance(mu, sigma, *train_stats),

@@ -72,6 +72,12 @@ _MEMO_KEYS = ("quantile", "threshold", "fraction_flagged", "num_flagged", "media
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--minutes", type=float, default=5.0, help="training wall time per config")
+    p.add_argument(
+        "--steps",
+        type=int,
+        help="train exactly this many steps (in --evals equal parts) instead of for --minutes: "
+        "equal training compute whatever else shares the machine",
+    )
     p.add_argument("--configs", default="paper,default", help="which: paper, default or both")
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist"))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "mnist"))
@@ -271,8 +277,11 @@ class Benchmark:
         step, spent, rate = 0, 0.0, None
         for k in range(1, args.evals + 1):
             target = budget * k / args.evals
-            while rate is None or (target - spent) > 0.05 * budget / args.evals:
+            fixed = args.steps is not None
+            while rate is None or fixed or (target - spent) > 0.05 * budget / args.evals:
                 n = 2 if rate is None else int((target - spent) * rate)
+                if fixed:  # a step budget: each part ends at k/evals of it
+                    n = args.steps * k // args.evals - step
                 if n < 1:
                     break
                 cfg.train.steps = step + n
@@ -280,6 +289,8 @@ class Benchmark:
                 summary = train(cfg, progress=False, log=lambda m: self.log_file.write(m + "\n"))
                 spent += time.perf_counter() - start
                 rate, step = n / (time.perf_counter() - start), step + n
+                if fixed:
+                    break
             record["parameters"] = summary["parameters"]
             if record["along"] and record["along"][-1]["step"] == step:
                 continue  # the budget share was used up before another step: nothing new

@@ -134,18 +134,8 @@ def _mnist_features():
     return x, classifier_extractor(load_classifier(CLASSIFIER), str(CLASSIFIER))
 
 
-def _split(mu1, cov1, mu2, cov2) -> tuple[float, float]:
-    """(‖μ₁ − μ₂‖², tr(Σ₁ + Σ₂ − 2(Σ₁^½ Σ₂ Σ₁^½)^½)): the two terms of FD (Heusel Eq. 6)."""
-    from ncsn.metrics.fid import _sqrt_psd
-
-    root = _sqrt_psd(cov1)
-    ev = np.linalg.eigvalsh(root @ cov2 @ root)
-    cov = np.trace(cov1) + np.trace(cov2) - 2 * np.sqrt(np.clip(ev, 0, None)).sum()
-    return float(((mu1 - mu2) ** 2).sum()), float(cov)
-
-
 def split(paths: list[str]) -> dict:
-    from ncsn.metrics.fid import feature_stats
+    from ncsn.metrics.fid import feature_stats, frechet_terms
 
     x, extract = _mnist_features()
     held = feature_stats(extract(x[8000:10000]))
@@ -155,8 +145,8 @@ def split(paths: list[str]) -> dict:
 
     def row(features) -> dict:
         stats = feature_stats(features)
-        mean, cov = _split(*stats, *held)
-        mean_t, cov_t = _split(*stats, *train_ref)
+        mean, cov = frechet_terms(*stats, *held)
+        mean_t, cov_t = frechet_terms(*stats, *train_ref)
         return {
             "fd": round(mean + cov, 2),
             "mean_term": round(mean, 2),

@@ -107,6 +107,10 @@ def _stub_work(monkeypatch) -> None:
         "ncsn.commands.evaluate.load_extractor",
         "ncsn.commands.classifier.train_classifier",
         "ncsn.commands.toy.run_toy",
+        # training's work starts when it builds the model (sized by check_training_memory
+        # before): a valid model.embedding_dim = 1394 is 40 M parameters, 640 MB with its EMA
+        # and rollback copy, which no check should refuse
+        "ncsn.training.loop.build_model",
         "ncsn.training.loop._loop",
         "ncsn.commands.likelihood.score_examples",
         "ncsn.samplers.gits.teacher_costs",

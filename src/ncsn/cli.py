@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from ncsn.commands import classifier, conditional, evaluate, likelihood, sample, toy
+from ncsn.commands import classifier, conditional, ema, evaluate, likelihood, sample, toy
 from ncsn.commands import train as train_commands
 from ncsn.errors import NCSNError
 
@@ -24,7 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
         "matching and sample it with annealed Langevin dynamics.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (train_commands, sample, conditional, toy, evaluate, likelihood, classifier):
+    for command in (
+        train_commands,
+        ema,
+        sample,
+        conditional,
+        toy,
+        evaluate,
+        likelihood,
+        classifier,
+    ):
         command.add_parsers(sub)
     return p
 

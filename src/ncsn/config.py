@@ -57,7 +57,7 @@ class ModelConfig:
     """Network and parameterization. ``score(x, σ)`` and ``denoise(x, σ)`` exist for all."""
 
     net: Literal["unet", "mlp", "refinenet"] = "unet"
-    parameterization: Literal["noise", "score_sigma", "denoiser"] = "noise"
+    parameterization: Literal["noise", "score_sigma", "denoiser", "edm"] = "noise"
     channels: int = 64  # unet: base width
     ngf: int = 64  # refinenet: base width (the paper: 64 for MNIST, 128 for CIFAR-10/CelebA)
     channel_mult: list[int] = field(default_factory=lambda: [1, 2])
@@ -70,7 +70,7 @@ class ModelConfig:
     embedding_dim: int = 128  # log σ embedding width
     input_scaling: bool = True  # feed x / sqrt(σ² + σ_data²) to the network
     conditional: bool = True  # false: the network is not told σ (NCSNv2 with score_sigma)
-    sigma_data: float = 0.5
+    sigma_data: float | Auto = 0.5  # input scaling and edm; auto: the data's pixel std, recorded
     experts: int = 1  # > 1: that many networks, each owning a band of the ladder (nets/experts.py)
     expert_bands: list[int] | Literal["equal"] = "equal"  # first level index of each band
     num_classes: int = 0  # > 0: class-conditional s_θ(x, σ, y), labels 0…num_classes−1
@@ -81,7 +81,13 @@ class TrainConfig:
     """Optimisation and bookkeeping for ``ncsn train``."""
 
     objective: Literal["dsm", "ssm"] = "dsm"
-    loss_power: float = 2.0  # λ(σ) = σ^p
+    loss_power: float = 2.0  # λ(σ) = σ^p (loss_weight = power)
+    sigma_distribution: Literal["ladder", "loguniform", "lognormal"] = "ladder"  # noise_levels.py
+    p_mean: float | Auto = "auto"  # lognormal: mean of ln σ; auto: −1.2 + ln(σ_data / 0.5)
+    p_std: float = 1.2  # lognormal: standard deviation of ln σ
+    loss_weight: Literal["auto", "power", "edm"] = (
+        "auto"  # auto: edm for model.parameterization edm
+    )
     ssm_projections: int = 1
     steps: int = 10000
     batch_size: int = 128  # global: split over torchrun processes and grad_accum micro-steps
@@ -94,6 +100,10 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient norm; 0 disables
     ema: float = 0.999
     ema_warmup: bool = False  # decay min(ema, (1 + step)/(10 + step)) early on (TF's EMA rule)
+    ema_stds: list[float] = field(default_factory=list)  # power-function EMA profiles (σ_rel)
+    ema_snapshot_every: int = 0  # steps between power-EMA snapshots; 0: at each checkpoint
+    holdout: int = 0  # the data set's last N examples are not trained on: per-σ diagnostics
+    per_sigma_levels: int = 12  # levels of the held-out per-σ loss at each checkpoint; 0: off
     checkpoint_every: int = 1000
     keep_last: int = 3  # checkpoints kept in run_dir/checkpoints
     preview_every: int = 1000  # sample grid of the EMA model; 0 disables

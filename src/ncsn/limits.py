@@ -43,6 +43,9 @@ BOUNDS = {
     "train.nonfinite_patience": 10**6,
     "train.fp_examples": 1 << 16,
     "train.fp_probes": 1024,
+    "train.ema_snapshot_every": 10**9,
+    "train.holdout": 10**7,
+    "train.per_sigma_levels": 1024,
     "train.seed": MAX_SEED,
     "model.channels": 4096,
     "model.ngf": 4096,
@@ -275,8 +278,32 @@ def check_config(cfg, blame=lambda name: "config") -> None:
             t.fp_weight,
             "0 with model.num_classes > 0 (the Fokker–Planck term is unconditional)",
         )
-    if not m.sigma_data > 0:
-        fail("model.sigma_data", m.sigma_data, "a positive number")
+    if m.sigma_data != "auto" and not m.sigma_data > 0:
+        fail("model.sigma_data", m.sigma_data, "a positive number (or 'auto')")
+    if not t.p_std > 0:
+        fail("train.p_std", t.p_std, "a positive number (the standard deviation of ln σ)")
+    if t.sigma_distribution != "ladder" and (
+        m.net == "refinenet" or m.experts > 1 or t.objective != "dsm" or t.fp_weight > 0
+    ):
+        fail(
+            "train.sigma_distribution",
+            t.sigma_distribution,
+            "'ladder' with model.net = refinenet, model.experts > 1, train.objective = ssm or "
+            "train.fp_weight > 0 (they work on the ladder's levels)",
+        )
+    if t.objective != "dsm" and (
+        t.loss_weight == "edm" or (t.loss_weight == "auto" and m.parameterization == "edm")
+    ):
+        fail("train.loss_weight", t.loss_weight, "'power' with train.objective = ssm (σ^p only)")
+    if any(not 0 < v <= math.sqrt(1 / 12) for v in t.ema_stds) or len(t.ema_stds) > 8:
+        fail("train.ema_stds", t.ema_stds, "at most 8 values σ_rel with 0 < σ_rel ≤ 0.2887")
+    for name, value in [
+        ("train.ema_snapshot_every", t.ema_snapshot_every),
+        ("train.holdout", t.holdout),
+        ("train.per_sigma_levels", t.per_sigma_levels),
+    ]:
+        if value < 0:
+            fail(name, value, "zero or a positive integer")
     if d.subset is not None and (len(d.subset) != 2 or not 0 <= d.subset[0] < d.subset[1]):
         fail("data.subset", d.subset, "[start, stop] with 0 <= start < stop")
     if d.image_size is not None and d.image_size < 1:

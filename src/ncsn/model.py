@@ -6,7 +6,12 @@ output on the scaled input c_in·x:
   loss ½‖F − z‖², Song & Ermon 2019 §4.2 with Vincent 2011);
 - ``score_sigma``: s = F/σ, NCSNv2 technique 3 (there with an unconditional F; set
   ``conditional=False`` to reproduce that);
-- ``denoiser``: F predicts the clean data, s = (F − x)/σ² (Tweedie: D(x, σ) = x + σ² s).
+- ``denoiser``: F predicts the clean data, s = (F − x)/σ² (Tweedie: D(x, σ) = x + σ² s);
+- ``edm``: the preconditioned denoiser of Karras et al. 2022 (EDM, Eq. 7 and Table 1),
+  D = c_skip·x + c_out·F(c_in·x) with c_skip = σ_d²/(σ² + σ_d²), c_out = σσ_d/√(σ² + σ_d²),
+  c_in = 1/√(σ² + σ_d²) (always on), and s = (D − x)/σ². EDM's c_noise = ¼ ln σ is our
+  networks' own embedding of ln σ (nets/embedding.py: sinusoids of ln σ and an MLP), which an
+  affine map of ln σ would only rescale.
 Input scaling (on by default): the network sees c_in·x with c_in = 1/√(σ² + σ_data²)
 (Karras et al. 2022, Eq. 7), so its input has roughly unit variance at every level.
 """
@@ -25,7 +30,7 @@ from ncsn.nets.refinenet import RefineNet
 from ncsn.nets.unet import UNet
 from ncsn.schedule import append_dims, sigma_batch
 
-PARAMETERIZATIONS = ("noise", "score_sigma", "denoiser")
+PARAMETERIZATIONS = ("noise", "score_sigma", "denoiser", "edm")
 
 
 class ScoreModel(nn.Module):
@@ -67,15 +72,9 @@ class ScoreModel(nn.Module):
         scalar or one value per example, shape (N,)."""
         sigma = sigma_batch(sigma, x)
         s = append_dims(sigma, x.dim())
-        c_in = torch.rsqrt(s * s + self.sigma_data**2) if self.input_scaling else 1.0
-        net_sigma = sigma if self.conditional else torch.ones_like(sigma)
-        if self.num_classes:
-            out = self.net(x * c_in, net_sigma, labels)
-        elif labels is not None:
-            raise NCSNError("labels given, but the model is not class-conditional "
-                            "(model.num_classes = 0)")  # fmt: skip
-        else:
-            out = self.net(x * c_in, net_sigma)
+        if self.parameterization == "edm":
+            return (self._edm_denoise(x, sigma, s, labels) - x) / (s * s)
+        out = self._network(x, sigma, s, labels)
         if self.parameterization == "noise":
             return -out / s
         if self.parameterization == "score_sigma":
@@ -85,9 +84,30 @@ class ScoreModel(nn.Module):
     def denoise(
         self, x: torch.Tensor, sigma: torch.Tensor | float, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """D(x, σ) = x + σ² s_θ(x, σ), the posterior mean E[x₀ | x̃ = x] (Tweedie's formula)."""
+        """D(x, σ) = x + σ² s_θ(x, σ), the posterior mean E[x₀ | x̃ = x] (Tweedie's formula);
+        the edm parameterization returns its D directly."""
         s = append_dims(sigma_batch(sigma, x), x.dim())
+        if self.parameterization == "edm":
+            return self._edm_denoise(x, sigma_batch(sigma, x), s, labels)
         return x + s * s * self.score(x, sigma, labels)
+
+    def _edm_denoise(self, x, sigma, s, labels) -> torch.Tensor:
+        """D = c_skip·x + c_out·F(c_in·x) (Karras et al. 2022, Eq. 7; Table 1's c_skip, c_out)."""
+        d2 = self.sigma_data**2
+        c_skip = d2 / (s * s + d2)
+        c_out = s * self.sigma_data * torch.rsqrt(s * s + d2)
+        return c_skip * x + c_out * self._network(x, sigma, s, labels, scale=True)
+
+    def _network(self, x, sigma, s, labels, scale: bool = False) -> torch.Tensor:
+        """F, the network's output on c_in·x (c_in = 1/√(σ² + σ_data²) with input scaling)."""
+        c_in = torch.rsqrt(s * s + self.sigma_data**2) if scale or self.input_scaling else 1.0
+        net_sigma = sigma if self.conditional else torch.ones_like(sigma)
+        if self.num_classes:
+            return self.net(x * c_in, net_sigma, labels)
+        if labels is not None:
+            raise NCSNError("labels given, but the model is not class-conditional "
+                            "(model.num_classes = 0)")  # fmt: skip
+        return self.net(x * c_in, net_sigma)
 
 
 def build_model(cfg, data_shape: tuple[int, ...], sigmas=None) -> ScoreModel:
@@ -97,6 +117,11 @@ def build_model(cfg, data_shape: tuple[int, ...], sigmas=None) -> ScoreModel:
     the level index and only serves that ladder), and so do ``model.experts`` > 1 (the bands are
     level ranges); the other networks ignore it.
     """
+    if cfg.sigma_data == "auto":
+        raise NCSNError(
+            "model.sigma_data = 'auto': measured from the training data when training starts; "
+            "build_model needs the number (see ncsn.training.data_prep.resolve_sigma_data)"
+        )
     if cfg.experts > 1:
         if sigmas is None:
             raise NCSNError("model.experts > 1: build_model needs the training ladder (sigmas)")

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import torch
 
+from ncsn.noise_levels import NoiseLevels
 from ncsn.schedule import append_dims, sigma_batch
 
 
 def dsm_loss(
     model,
     x: torch.Tensor,
-    sigmas: torch.Tensor,
+    sigmas: torch.Tensor | NoiseLevels,
     *,
     generator: torch.Generator,
     power: float = 2.0,
@@ -28,11 +29,14 @@ def dsm_loss(
 ) -> torch.Tensor:
     """Weighted denoising score matching (Song & Ermon 2019, Eq. 5–6; Vincent 2011).
 
-    x̃ = x + σz; ℓ = ½ ‖s_θ(x̃, σ) + z/σ‖², weighted by λ(σ) = σ^p. With ``labels`` (a
-    class-conditional model) the score is s_θ(x̃, σ, y): the same loss per class.
+    x̃ = x + σz; ℓ = ½ ‖s_θ(x̃, σ) + z/σ‖², weighted by λ(σ) = σ^p. ``sigmas`` is the ladder
+    (one level drawn uniformly per example) or a :class:`NoiseLevels`, which then says how σ
+    is drawn and weighted (``power`` is ignored). With ``labels`` (a class-conditional model)
+    the score is s_θ(x̃, σ, y): the same loss per class.
     """
-    sigma, z = _draw(x, sigmas, generator, shard)
-    return (sigma.pow(power) * dsm_per_example(model, x, z, sigma, labels)).mean()
+    levels = sigmas if isinstance(sigmas, NoiseLevels) else NoiseLevels(sigmas, power=power)
+    sigma, z = _draw(x, levels, generator, shard)
+    return (levels.weight(sigma) * dsm_per_example(model, x, z, sigma, labels)).mean()
 
 
 def dsm_per_example(
@@ -46,15 +50,29 @@ def dsm_per_example(
 
 @torch.no_grad()
 def dsm_per_level(
-    model, x: torch.Tensor, sigmas: list[float], *, generator: torch.Generator, power: float = 2.0
+    model,
+    x: torch.Tensor,
+    sigmas: list[float],
+    *,
+    generator: torch.Generator,
+    power: float = 2.0,
+    levels: NoiseLevels | None = None,
+    batch_size: int = 256,
 ) -> list[float]:
     """λ(σᵢ)·ℓ(θ; σᵢ) averaged over ``x`` at every level i, with the same noise z at each (the
-    DSM loss of each level; NCSNv2's per-σ test loss)."""
+    DSM loss of each level; NCSNv2's per-σ test loss, their ``log_all_sigmas``); λ is
+    ``levels.weight`` when given, else σ^p. ``x`` is taken ``batch_size`` rows at a time."""
     z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return [
-        sigma**power * dsm_per_example(model, x, z, sigma_batch(sigma, x)).mean().item()
-        for sigma in sigmas
-    ]
+    out = []
+    for sigma in sigmas:
+        total = 0.0
+        for i in range(0, len(x), batch_size):
+            xb, zb = x[i : i + batch_size], z[i : i + batch_size]
+            sb = sigma_batch(sigma, xb)
+            weight = levels.weight(sb) if levels is not None else sb.pow(power)
+            total += float((weight * dsm_per_example(model, xb, zb, sb)).sum())
+        out.append(total / len(x))
+    return out
 
 
 def ssm_loss(
@@ -74,7 +92,7 @@ def ssm_loss(
     over ``projections`` directions and weighted by λ(σ) = σ^p. Its minimiser is the score of the
     perturbed density p_σ.
     """
-    sigma, z = _draw(x, sigmas, generator, shard)
+    sigma, z = _draw(x, NoiseLevels(sigmas), generator, shard)
     s = append_dims(sigma, x.dim())
     x_noisy = (x + s * z).detach().requires_grad_(True)
     score = model(x_noisy, sigma) if labels is None else model(x_noisy, sigma, labels)
@@ -91,12 +109,12 @@ def ssm_loss(
 
 
 def _draw(
-    x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator, shard: tuple[int, int]
+    x: torch.Tensor, levels: NoiseLevels, generator: torch.Generator, shard: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One uniformly drawn level per example, and the Gaussian noise z (this rank's slice of the
-    global batch's draws)."""
+    """One drawn level per example, and the Gaussian noise z (this rank's slice of the global
+    batch's draws)."""
     rank, world = shard
     n = x.shape[0] * world
-    index = torch.randint(len(sigmas), (n,), generator=generator, device=x.device)
+    sigma = levels.draw(n, generator)
     z = torch.randn((n, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
-    return sigmas[index].chunk(world)[rank], z.chunk(world)[rank]
+    return sigma.chunk(world)[rank], z.chunk(world)[rank]

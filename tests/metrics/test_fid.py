@@ -9,6 +9,7 @@ from ncsn.metrics.fid import (
     ReferenceStats,
     feature_stats,
     frechet_distance,
+    frechet_terms,
     load_stats,
     save_stats,
 )
@@ -97,3 +98,15 @@ def test_cache_without_sigma_is_refused_naming_the_key(tmp_path):
 def test_missing_cache_file_is_refused_naming_it(tmp_path):
     with pytest.raises(NCSNError, match="nothing.npz"):
         load_stats(tmp_path / "nothing.npz")
+
+
+def test_frechet_terms_are_the_mean_and_covariance_parts_of_the_distance():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(500, 6)), rng.normal(size=(400, 6)) * 1.5 + 0.3
+    mu1, s1 = feature_stats(a)
+    mu2, s2 = feature_stats(b)
+    mean_term, cov_term = frechet_terms(mu1, s1, mu2, s2)
+    assert mean_term == pytest.approx(float(((mu1 - mu2) ** 2).sum()), rel=1e-12)
+    assert mean_term + cov_term == pytest.approx(frechet_distance(mu1, s1, mu2, s2), rel=1e-12)
+    assert frechet_terms(mu1, s1, mu1, s1) == pytest.approx((0.0, 0.0), abs=1e-9)
+    assert cov_term > 0.5  # the spreads differ (1.5² per dimension)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
+import dataclasses
 import json
+import textwrap
 from pathlib import Path
 
 import torch
 
+import ncsn.config as config
 import ncsn.limits as limits
+import ncsn.noise_levels as noise_levels
 import ncsn.schedule as schedule
 from ncsn.commands.common import add_config_args, load_config
 from ncsn.data import load_dataset
@@ -16,7 +21,7 @@ from ncsn.devices import resolve_device
 from ncsn.errors import NCSNError
 from ncsn.nets.experts import split_by_loss
 from ncsn.objectives import dsm_per_level
-from ncsn.training import state
+from ncsn.training import per_sigma, power_ema, state
 from ncsn.training.distributed import world
 from ncsn.training.loop import train
 
@@ -58,13 +63,56 @@ def cmd_info(args) -> None:
         f"model: {cfg.model.net}, parameterization {cfg.model.parameterization}"
         + (f", {params:,} parameters" if isinstance(params, int) else "")
     )
-    print(f"objective: {cfg.train.objective}, λ(σ) = σ^{cfg.train.loss_power}")
+    t = cfg.train
+    weight = t.loss_weight
+    if weight == "auto":
+        weight = "edm" if cfg.model.parameterization == "edm" else "power"
+    weight = f"σ^{t.loss_power}" if weight == "power" else "EDM's (σ² + σ_d²)/(σσ_d)² on ‖D − x‖²"
+    law = t.sigma_distribution
+    if law == "lognormal":
+        p_mean = t.p_mean
+        if p_mean == "auto" and isinstance(meta.get("data_std"), float) and meta["data_std"] > 0:
+            p_mean = f"{noise_levels.auto_p_mean(meta['data_std']):.4g}, from the data's std"
+        law += f" (P_mean {p_mean}, P_std {t.p_std})"
+    print(f"objective: {t.objective}, σ drawn {law}, λ(σ) = {weight}")
+    if cfg.model.parameterization == "edm" or cfg.model.input_scaling:
+        print(f"σ_data: {cfg.model.sigma_data:.6g}")
+    snaps = power_ema.list_snapshots(run_dir)
+    if snaps:
+        print(
+            f"power-EMA snapshots: {len(snaps)} (steps {snaps[0][0]}–{snaps[-1][0]}) of "
+            f"σ_rel {t.ema_stds}: choose one after training with `ncsn ema {run_dir} --std S`"
+        )
     print(sched.describe())
+    if args.per_sigma:
+        _print_per_sigma(run_dir)
     last = _last_logged(run_dir / "metrics.csv")
     if last is not None:
         print(f"last logged: step {last[0]}, loss {last[1]:.5g}, {last[2]:.2f} steps/s")
     if args.json:
         print(json.dumps(meta, indent=1))
+
+
+def _print_per_sigma(run_dir: Path) -> None:
+    """The per-σ loss table of RUN/per_sigma.csv: each level at the first and the latest
+    measurement, and their ratio."""
+    rows = per_sigma.read(run_dir / per_sigma.FILE)
+    if not rows:
+        raise NCSNError(
+            f"{run_dir / per_sigma.FILE}: no per-σ diagnostics (written at each checkpoint when "
+            "train.per_sigma_levels > 0, by runs trained since issue 15)"
+        )
+    steps = per_sigma.by_step(rows)
+    first, last = min(steps), max(steps)
+    held = "held-out" if rows[-1]["held_out"] else "training"
+    print(f"per-σ DSM loss λ(σ)·ℓ on {rows[-1]['examples']} {held} examples (EMA weights):")
+    print(f"{'σ':>10}  {'step ' + str(first):>12}  {'step ' + str(last):>12}  {'ratio':>7}")
+    start = dict(steps[first])
+    for sigma, loss in sorted(steps[last], reverse=True):
+        before = start.get(sigma)
+        ratio = f"{loss / before:7.3f}" if before else "      –"
+        text = f"{before:12.5g}" if before is not None else f"{'–':>12}"
+        print(f"{sigma:10.4g}  {text}  {loss:12.5g}  {ratio}")
 
 
 def _last_logged(path: Path) -> tuple[int, float, float] | None:
@@ -89,14 +137,18 @@ def cmd_bands(args) -> None:
     limits.check("bands.examples", args.examples, flag="--examples")
     limits.seed(args.seed, "--seed")
     device = resolve_device(args.device, "--device")
-    model, sched, cfg, _ = state.load_run(args.run_dir, device=device)
+    model, sched, cfg, meta = state.load_run(args.run_dir, device=device)
     data = load_dataset(cfg.data, seed=cfg.train.seed)
     gen = torch.Generator().manual_seed(args.seed)
     index = torch.randperm(len(data), generator=gen)[: args.examples]
     x = data.batch(index, generator=gen, dequantize=cfg.data.dequantize, hflip=False)
     x = x.to(next(model.parameters()).device)
     with torch.inference_mode():
-        losses = dsm_per_level(model, x, sched.sigmas, generator=gen, power=cfg.train.loss_power)
+        levels = noise_levels.from_config(  # the run's own loss weight at each level
+            cfg.train, sched.tensor(), cfg.model.parameterization, model.sigma_data,
+            meta.get("data_std") or model.sigma_data,
+        )  # fmt: skip
+        losses = dsm_per_level(model, x, sched.sigmas, generator=gen, levels=levels)
     starts = split_by_loss(losses, args.experts)
     total = sum(losses)
     for i, (sigma, loss) in enumerate(zip(sched.sigmas, losses, strict=True)):
@@ -105,6 +157,27 @@ def cmd_bands(args) -> None:
             f"level {i:3d}  σ = {sigma:<10.4g} loss {loss:10.4g} ({loss / total:6.1%}) band {band}"
         )
     print(f"model.expert_bands={starts}")
+
+
+def _fields_help() -> str:
+    """Every config field and its default, for ``ncsn train --help`` (meanings: docs/config.md)."""
+    lines = ["config fields (--set section.field=value; defaults; docs/config.md explains each):"]
+    for section in dataclasses.fields(config.Config):
+        if section.name == "run_dir":
+            continue
+        items = [f"{f.name}={_default(f)}" for f in dataclasses.fields(section.default_factory())]
+        lines.append(
+            textwrap.fill(
+                ", ".join(items), 79, initial_indent=f"  {section.name}: ", subsequent_indent="    "
+            )  # fmt: skip
+        )
+    return "\n".join(lines)
+
+
+def _default(f) -> str:
+    """The default as YAML writes it (true, null, [1,2])."""
+    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    return json.dumps(value).replace(" ", "").strip('"')
 
 
 def add_parsers(sub) -> None:
@@ -116,6 +189,8 @@ def add_parsers(sub) -> None:
         "training resumes from the latest one (same data/model/schedule settings "
         "required); raise train.steps to train longer.",
     )
+    q.epilog = _fields_help()
+    q.formatter_class = argparse.RawDescriptionHelpFormatter
     add_config_args(q)
     q.add_argument("--run-dir", help="where checkpoints, previews and logs go (config run_dir)")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -140,6 +215,12 @@ def add_parsers(sub) -> None:
     )
     q.add_argument("run_dir", help="run directory written by `ncsn train`")
     q.add_argument("--json", action="store_true", help="also print the checkpoint metadata")
+    q.add_argument(
+        "--per-sigma",
+        action="store_true",
+        help="print the held-out DSM loss per noise level at the first and the latest "
+        "checkpoint (RUN/per_sigma.csv; plot in RUN/per_sigma.png)",
+    )
     q.set_defaults(func=cmd_info)
 
     q = sub.add_parser(

@@ -72,6 +72,15 @@ def frechet_distance(
     tr (Σ₁Σ₂)^½ is computed as the sum of square roots of the eigenvalues of the symmetric
     Σ₁^½ Σ₂ Σ₁^½ (see the module docstring), which is exact for singular covariances.
     """
+    mean_term, cov_term = frechet_terms(mu1, sigma1, mu2, sigma2)
+    return float(max(mean_term + cov_term, 0.0))
+
+
+def frechet_terms(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> tuple[float, float]:
+    """The two terms of :func:`frechet_distance`: (‖μ₁ − μ₂‖², tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½)), which
+    say whether two sets differ in where their features sit or in how they spread."""
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
     d = mu1.shape[0]
@@ -87,8 +96,7 @@ def frechet_distance(
     eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
     trace_sqrt = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
     diff = mu1 - mu2
-    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt
-    return float(max(value, 0.0))
+    return float(diff @ diff), float(np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt)
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """The training loop: Adam, EMA, gradient clipping, checkpoints, previews, logs, resume.
 
-Read top to bottom: :func:`train` loads the data and takes the run directory's lock;
-:func:`_start` restores the latest good checkpoint if there is one and sets up (schedule, model,
-optimizer); :func:`_loop` then repeats batch → :func:`_step` (loss, clipping, guarded optimizer
-step, EMA) → log / :func:`_save` / preview, and :func:`_roll_back` after non-finite steps.
+Read top to bottom: :func:`train` loads the data (holding out ``train.holdout`` examples,
+measuring σ_data) and takes the run directory's lock; :func:`_start` restores the latest good
+checkpoint if there is one and sets up (schedule, model, EMA and power-EMA profiles, optimizer,
+how σ is drawn); :func:`_loop` then repeats batch → :func:`_step` (loss, clipping, guarded
+optimizer step, EMAs) → log / checkpoint with per-σ diagnostics (``run_state.save``) / power-EMA
+snapshot / preview, and ``run_state.roll_back`` after non-finite steps.
 
 The run directory's layout is in ARCHITECTURE.md; failures and what they can cost in
 docs/conventions.md, "Failures and recovery".
@@ -15,7 +17,6 @@ import contextlib
 import copy
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ import ncsn.checkpoint as checkpoint
 import ncsn.config as config
 import ncsn.files as files
 import ncsn.fokker_planck as fokker_planck
+import ncsn.noise_levels as noise_levels
 import ncsn.progress as progress
 import ncsn.schedule as schedule
 from ncsn.data import load_dataset
@@ -33,18 +35,20 @@ from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel, build_model, check_training_memory, count_parameters
 from ncsn.nets import experts
 from ncsn.objectives import dsm_loss, ssm_loss
-from ncsn.training import distributed, lock, optim, state
+from ncsn.training import data_prep, distributed, lock, optim, per_sigma, run_state, state
 from ncsn.training import log as train_log
 from ncsn.training.checks import check_data
 from ncsn.training.guard import Guard
 from ncsn.training.labels import drop_labels
+from ncsn.training.power_ema import SNAPSHOT_DIR, PowerEMA
 from ncsn.training.preview import save_preview
+from ncsn.training.run_state import MAX_ROLLBACKS, TrainingRun  # noqa: F401 (tests read it)
 
-MAX_ROLLBACKS = 10  # then the run stops: the learning rate has been divided by ~1000 already
 _SCAN_EVERY = 1024  # read the guard's flags at least this often, whatever log_every is
 RUN_FILES = {  # what training writes into the run directory, checked before anything is
     "checkpoints": "folder", "previews": "folder", "tb": "folder", "config.yaml": "file",
     "schedule.json": "file", "metrics.csv": "file", lock.LOCK_NAME: "file",
+    SNAPSHOT_DIR: "folder", per_sigma.FILE: "file", per_sigma.PLOT: "file",
 }  # fmt: skip
 
 
@@ -59,8 +63,9 @@ def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
         check_compile(device, "train.compile = true")
     if t.deterministic:
         torch.use_deterministic_algorithms(True)
-    data = load_dataset(cfg.data, seed=t.seed)
+    data, held_out = data_prep.split(cfg, load_dataset(cfg.data, seed=t.seed))
     check_data(cfg, data, w.size)
+    cfg, data_std = data_prep.resolve_sigma_data(cfg, data)
     if not w.main:
         log, progress = (lambda *_: None), False
     if Path(cfg.run_dir).exists() and not Path(cfg.run_dir).is_dir():
@@ -71,7 +76,8 @@ def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
     held = lock.hold(cfg.run_dir) if w.main else contextlib.nullcontext()
     with distributed.process_group(w, device), held:
         try:
-            run = _start(cfg, data, device, log, w)
+            run = _start(cfg, data, device, log, w, data_std)
+            run.held = held_out  # the per-σ diagnostics' examples
             return _loop(run, progress)
         except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
             oom = isinstance(e, (MemoryError, torch.OutOfMemoryError))
@@ -94,37 +100,14 @@ def _fault(step: int, loss: torch.Tensor, model: ScoreModel, ema: ScoreModel) ->
     return loss
 
 
-@dataclass
-class _Run:
-    """Everything one training run holds; the phase functions below take and update it."""
-
-    cfg: config.Config
-    data: Dataset
-    device: torch.device
-    world: distributed.World
-    log: object
-    sched: schedule.Schedule
-    model: ScoreModel
-    ema: ScoreModel
-    net: torch.nn.Module  # the model as the loss calls it (DDP and/or compiled)
-    opt: torch.optim.Optimizer
-    data_gen: torch.Generator
-    noise_gen: torch.Generator
-    guard: Guard
-    sigmas: torch.Tensor  # the levels training draws from (one expert's band with train.band)
-    layout: torch.memory_format
-    step: int
-    initial: tuple | None  # the rollback target until the first checkpoint exists
-
-    def __post_init__(self) -> None:
-        self.params = list(self.model.parameters())
-        self.ema_params = list(self.ema.parameters())
-        self.ckpt_dir = Path(self.cfg.run_dir) / "checkpoints"
-
-
 def _start(
-    cfg: config.Config, data: Dataset, device: torch.device, log, w: distributed.World
-) -> _Run:
+    cfg: config.Config,
+    data: Dataset,
+    device: torch.device,
+    log,
+    w: distributed.World,
+    data_std: float,
+) -> TrainingRun:
     """Housekeeping, the resume point, schedule, model, EMA, optimizer and generators."""
     t = cfg.train
     run_dir = Path(cfg.run_dir)
@@ -151,15 +134,20 @@ def _start(
     data_gen = torch.Generator().manual_seed(t.seed + 1)
     noise_gen = torch.Generator(device).manual_seed(t.seed + 2)
     guard = Guard()
+    pema = PowerEMA(list(model.parameters()), t.ema_stds) if t.ema_stds else None
+    names = [name for name, _ in model.named_parameters()]
     step, initial = 0, None
     if found is not None:
         tensors, meta, path = found
         state.restore(tensors, meta, path, model, ema, opt, data_gen, noise_gen)
+        if pema is not None:
+            pema.load(tensors, names, path)
         guard.load(meta.get("nonfinite", {}), path)
         step = meta["step"]
         log(f"resumed from {path} at step {step}")
     else:
         tensors, extra = state.collect(model, ema, opt, data_gen, noise_gen)
+        tensors |= pema.tensors(names) if pema is not None else {}
         initial = ({k: v.detach().clone().cpu() for k, v in tensors.items()}, extra)
 
     if w.main:
@@ -197,13 +185,17 @@ def _start(
             f"train.fp_weight = {t.fp_weight}: the Fokker–Planck regulariser needs at least two "
             f"noise levels (here {len(sigmas)}) and one process (here {w.size}); set it to 0"
         )
-    return _Run(
+    levels = noise_levels.from_config(
+        t, sigmas, cfg.model.parameterization, model.sigma_data, data_std
+    )
+    log(levels.describe())
+    return TrainingRun(
         cfg, data, device, w, log, sched, model, ema, net, opt, data_gen, noise_gen, guard,
-        sigmas, layout, step, initial,
+        sigmas, layout, step, initial, levels, pema, data_std,
     )  # fmt: skip
 
 
-def _step(run: _Run, ema_rate: torch.Tensor, max_norm: float) -> tuple[torch.Tensor, float]:
+def _step(run: TrainingRun, ema_rate: torch.Tensor, max_norm: float) -> tuple[torch.Tensor, float]:
     """One optimizer step on a fresh global batch: returns (gradient norm, learning rate).
 
     The global batch is drawn the same on every rank; each rank takes its micro-batches. The
@@ -246,11 +238,13 @@ def _step(run: _Run, ema_rate: torch.Tensor, max_norm: float) -> tuple[torch.Ten
     if t.ema_warmup:  # tf.train.ExponentialMovingAverage's num_updates rule
         ema_rate.fill_(1.0 - min(t.ema, (1 + step) / (10 + step)))
     optim.ema_update(run.ema_params, run.params, ema_rate, skip)
+    if run.pema is not None:
+        run.pema.update(run.params, step + 1, skip)
     run.step += 1
     return grad_norm, lr
 
 
-def _loss(run: _Run, x: torch.Tensor, labels, shard: tuple[int, int]) -> torch.Tensor:
+def _loss(run: TrainingRun, x: torch.Tensor, labels, shard: tuple[int, int]) -> torch.Tensor:
     """The objective (DSM or SSM) on one micro-batch (and its labels, for a class-conditional
     model), plus the Fokker–Planck term if asked."""
     t = run.cfg.train
@@ -258,7 +252,8 @@ def _loss(run: _Run, x: torch.Tensor, labels, shard: tuple[int, int]) -> torch.T
         (dsm_loss, {}) if t.objective == "dsm" else (ssm_loss, {"projections": t.ssm_projections})
     )
     extra |= {"labels": labels, "shard": shard}
-    loss = loss_fn(run.net, x, run.sigmas, generator=run.noise_gen, power=t.loss_power, **extra)
+    levels = run.levels if t.objective == "dsm" else run.sigmas
+    loss = loss_fn(run.net, x, levels, generator=run.noise_gen, power=t.loss_power, **extra)
     if t.fp_weight > 0:  # in fp32: it differentiates the network twice
         with torch.autocast(run.device.type, enabled=False):
             fp = fokker_planck.regulariser(
@@ -272,54 +267,7 @@ def _loss(run: _Run, x: torch.Tensor, labels, shard: tuple[int, int]) -> torch.T
     return loss
 
 
-def _save(run: _Run) -> None:
-    """Write the checkpoint of ``run.step`` (rank 0) and prune old ones; NonFiniteError if any
-    tensor holds a NaN or an infinity (every rank decides the same)."""
-    tensors, extra = state.collect(run.model, run.ema, run.opt, run.data_gen, run.noise_gen)
-    meta = {
-        "step": run.step,
-        "config": config.to_dict(run.cfg),
-        "schedule": run.sched.to_dict(),
-        "data_shape": list(run.data.shape),
-        "data_name": run.data.name,
-        "classes": run.data.class_names() if run.cfg.model.num_classes else None,
-        "parameters": count_parameters(run.model),
-        "nonfinite": run.guard.state(),
-    } | extra
-    path = checkpoint.path_for(run.ckpt_dir, run.step)
-    if not run.world.main:  # same weights on every rank: the same decision, no file
-        checkpoint.check_finite(tensors, path)
-        return
-    run.ckpt_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint.save(path, tensors, meta)
-    checkpoint.prune(run.ckpt_dir, run.cfg.train.keep_last)
-
-
-def _roll_back(run: _Run, reason: str) -> None:
-    """Restore the last good state (or the initial weights) and lower the learning rate."""
-    t, guard = run.cfg.train, run.guard
-    if guard.rollbacks >= MAX_ROLLBACKS:
-        raise NCSNError(
-            f"{reason}; still failing after {MAX_ROLLBACKS} rollbacks with the learning "
-            f"rate lowered to {t.lr * guard.lr_scale:.3g}: lower train.lr or "
-            "train.grad_clip, or check the data and the model settings"
-        )
-    back = checkpoint.latest(run.ckpt_dir, warn=run.log, check=state.check_meta)
-    if back is None and run.initial is None:
-        raise NCSNError(f"{reason}; and no usable checkpoint in {run.ckpt_dir} to roll back to")
-    tensors, meta, path = back if back is not None else (*run.initial, "the initial weights")
-    state.restore(
-        tensors, meta, Path(path), run.model, run.ema, run.opt, run.data_gen, run.noise_gen
-    )
-    guard.rolled_back(t.nonfinite_lr_factor)
-    run.step = meta.get("step", 0)
-    run.log(
-        f"warning: {reason}: rolled back to step {run.step} ({path}) and lowered the "
-        f"learning rate to {t.lr * guard.lr_scale:.3g} (× {t.nonfinite_lr_factor})"
-    )
-
-
-def _loop(run: _Run, show_progress: bool) -> dict:
+def _loop(run: TrainingRun, show_progress: bool) -> dict:
     """Train from ``run.step`` to ``train.steps``: step, log, checkpoint, preview, roll back."""
     t, w, guard = run.cfg.train, run.world, run.guard
     run_dir = Path(run.cfg.run_dir)
@@ -334,7 +282,7 @@ def _loop(run: _Run, show_progress: bool) -> dict:
 
     def roll_back(reason: str) -> None:
         nonlocal metrics_file, window_start, window_step
-        _roll_back(run, reason)
+        run_state.roll_back(run, reason)
         metrics_file.close()
         metrics_file = train_log.open_metrics(
             run_dir / "metrics.csv", run.step, run.log, run.world.main
@@ -379,12 +327,17 @@ def _loop(run: _Run, show_progress: bool) -> dict:
                 window_start, window_step = now, step
             if at_checkpoint:
                 try:
-                    _save(run)
+                    run_state.save(run)
                     distributed.barrier(w)  # a rollback on any rank reads complete files
                 except checkpoint.NonFiniteError as e:
                     roll_back(str(e))
                     continue
                 run.initial = None
+                if w.main and t.per_sigma_levels:
+                    run_state.measure_per_sigma(run)
+            every = t.ema_snapshot_every or t.checkpoint_every
+            if w.main and run.pema is not None and (step % every == 0 or step == t.steps):
+                run.pema.snapshot(run_dir, run.param_names, step)
             if w.main and t.preview_every and (step % t.preview_every == 0 or step == t.steps):
                 (run_dir / "previews").mkdir(exist_ok=True)
                 run.ema.eval()
