@@ -34,9 +34,14 @@ OUT/recipes_fd_vs_nfe.png (a panel per recipe) and OUT/recipes_per_sigma.png.
 
     python benchmarks/recipes.py --stage train --recipe ncsn --minutes 25 &
     python benchmarks/recipes.py --stage train --recipe edm_lognormal --minutes 25
+    python benchmarks/recipes.py --stage train --recipe edm_loguniform --steps 2637 &  # or 25 min
+    python benchmarks/recipes.py --stage train --recipe noise_lognormal --steps 2708
     python benchmarks/recipes.py --stage ema
-    python benchmarks/recipes.py --stage sample --threads 2
+    python benchmarks/recipes.py --stage sample --recipes ncsn &    # one process per recipe
+    python benchmarks/recipes.py --stage sample --recipes edm_lognormal   # (and the other two)
     python benchmarks/recipes.py --stage score
+
+docs/benchmarks.md (issue 15) has the exact commands of the committed results.
     python benchmarks/recipes.py --smoke --out /tmp/x    # every stage at tiny size, seconds
 """
 
@@ -77,8 +82,12 @@ COMMON = [
     "data.subset=[0,8256]",
     "train.holdout=256",
 ]
-RECIPES = {
-    "ncsn": [],
+RECIPES = {  # every choice spelled out, whatever configs/mnist.yaml's defaults are
+    "ncsn": [
+        "model.parameterization=noise",
+        "model.sigma_data=0.5",
+        "train.sigma_distribution=ladder",
+    ],
     "edm_lognormal": [
         "model.parameterization=edm",
         "model.sigma_data=auto",
@@ -89,7 +98,11 @@ RECIPES = {
         "model.sigma_data=auto",
         "train.sigma_distribution=loguniform",
     ],
-    "noise_lognormal": ["train.sigma_distribution=lognormal"],
+    "noise_lognormal": [
+        "model.parameterization=noise",
+        "model.sigma_data=0.5",
+        "train.sigma_distribution=lognormal",
+    ],
 }
 SMOKE_COMMON = ["train.ema_snapshot_every=2", "data.subset=[0,288]", "train.holdout=32"]
 DEFAULT_JOBS = "ode:18:0,1,2 ode:10:0,1,2 ode:5:0,1,2 churn:10:0,1,2 ode:100:0"
@@ -217,7 +230,6 @@ def choose_ema(args, train_x, held_x) -> dict:
     """The post-hoc EMA of each recipe with the lowest FD against the training digits."""
     score = Scorer(args, train_x, held_x)
     path = Path(args.out) / ("recipes_ema_smoke.json" if args.smoke else "recipes_ema.json")
-    record = json.loads(path.read_text()) if path.is_file() else {}  # other recipes' choices
     for recipe in args.recipes.split(","):
         run_dir = Path(args.runs) / "runs" / recipe
         candidates = {"train.ema": run_dir}
@@ -230,8 +242,8 @@ def choose_ema(args, train_x, held_x) -> dict:
                 continue
             candidates[f"{std:g}"] = out
         rows = {}
-        for name, path in candidates.items():
-            images, info = draw(path, "ode", 10, args.ema_n, 1000, args)
+        for name, weights in candidates.items():
+            images, info = draw(weights, "ode", 10, args.ema_n, 1000, args)
             rows[name] = score(images, full=False) | {"seconds": info["seconds"]}
             print(
                 f"{recipe} EMA {name}: FD train {rows[name]['fd_train']:.2f}, held-out "
@@ -239,8 +251,10 @@ def choose_ema(args, train_x, held_x) -> dict:
                 flush=True,
             )
         best = min(rows, key=lambda k: rows[k]["fd_train"])
-        record[recipe] = {"candidates": rows, "best": best, "run": str(candidates[best])}
+        choice = {"candidates": rows, "best": best, "run": str(candidates[best])}
         print(f"{recipe}: best EMA {best}", flush=True)
+        # other recipes' choices are kept (read again now: another process may have added one)
+        record = (json.loads(path.read_text()) if path.is_file() else {}) | {recipe: choice}
         atomic_write_bytes(path, json.dumps(record, indent=1).encode())
     return record
 
@@ -411,7 +425,8 @@ def plot(rows, floor, path: Path) -> None:
                 )
         ax.axhline(floor["fd"], ls=":", c="gray", label="real digits (held-out)")
         ax.set(xscale="log", yscale="log", xlabel="NFE", title=recipe)
-    axes[0].set_ylabel("domain FD (o held-out, □ train; orange churn, green ALD)")
+    axes[0].set_ylabel("domain FD (o held-out, □ train)")
+    fig.suptitle("blue: Heun ODE; orange: churn; green: ALD", fontsize=8)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
