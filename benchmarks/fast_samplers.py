@@ -58,8 +58,7 @@ import ncsn.schedule as schedule
 from ncsn.data.images import load_mnist
 from ncsn.files import atomic_write_bytes
 from ncsn.metrics.classifier import load_classifier
-from ncsn.metrics.evaluate import classifier_extractor, evaluate
-from ncsn.metrics.fid import feature_stats, frechet_distance, frechet_terms
+from ncsn.metrics.evaluate import HeldOutAndTraining, classifier_extractor
 from ncsn.training.loop import train
 from ncsn.training.state import load_run
 from ncsn.viz import to_uint8
@@ -240,20 +239,7 @@ def score(args, out: Path, train_x: torch.Tensor, held_x: torch.Tensor, command:
     """Score every set of this benchmark in OUT/samples and the data floor; write
     OUT/fast_samplers.json and OUT/fast_samplers.png."""
     clf = load_classifier(args.classifier)
-    extractor = classifier_extractor(clf, args.classifier)
-    train_stats = feature_stats(extractor(train_x))
-    held_stats = feature_stats(extractor(held_x))
-
-    def metrics(x: torch.Tensor) -> dict:
-        r = evaluate(x, held_x, extractor=extractor, classifier=clf, seed=0)
-        mu, sigma = feature_stats(extractor(x))
-        mean_term, cov_term = frechet_terms(mu, sigma, *held_stats)  # fd = mean_term + cov_term
-        keys = ("fd", "precision", "recall", "class_coverage", "kid_mean")
-        return {k: r[k] for k in keys} | {
-            "fd_train": frechet_distance(mu, sigma, *train_stats),
-            "mean_term": mean_term,
-            "cov_term": cov_term,
-        }
+    metrics = HeldOutAndTraining(classifier_extractor(clf, args.classifier), clf, held_x, train_x)
 
     rows = []
     for path in sorted((out / "samples").glob("default-*.npz")):

@@ -64,10 +64,10 @@ from matplotlib.figure import Figure
 
 import ncsn.samplers.run as samplers
 from ncsn.data.images import load_mnist
+from ncsn.errors import NCSNError
 from ncsn.files import atomic_write_bytes
 from ncsn.metrics.classifier import load_classifier
-from ncsn.metrics.evaluate import classifier_extractor, evaluate
-from ncsn.metrics.fid import feature_stats, frechet_distance, frechet_terms
+from ncsn.metrics.evaluate import HeldOutAndTraining, classifier_extractor
 from ncsn.training import power_ema
 from ncsn.training.state import load_run
 from ncsn.viz import save_grid, to_uint8
@@ -186,26 +186,11 @@ def precision_context(args):
     return contextlib.nullcontext()
 
 
-class Scorer:
-    """The benchmark's scores of a set: FD against held-out and training digits, the split."""
-
-    def __init__(self, args, train_x, held_x):
-        path = args.classifier or str(Path(args.out) / "classifier.safetensors")
-        self.clf = load_classifier(path)
-        self.extractor = classifier_extractor(self.clf, path)
-        self.held_x = held_x
-        self.train_stats = feature_stats(self.extractor(train_x))
-        self.held_stats = feature_stats(self.extractor(held_x))
-
-    def __call__(self, x: torch.Tensor, full: bool = True) -> dict:
-        mu, sigma = feature_stats(self.extractor(x))
-        out = {"fd_train": frechet_distance(mu, sigma, *self.train_stats)}
-        mean_term, cov_term = frechet_terms(mu, sigma, *self.held_stats)
-        out |= {"fd": mean_term + cov_term, "mean_term": mean_term, "cov_term": cov_term}
-        if full:
-            r = evaluate(x, self.held_x, extractor=self.extractor, classifier=self.clf, seed=0)
-            out |= {k: r[k] for k in ("precision", "recall", "class_coverage", "kid_mean")}
-        return out
+def Scorer(args, train_x, held_x) -> HeldOutAndTraining:
+    """The library's two-reference scores in the domain classifier's features."""
+    path = args.classifier or str(Path(args.out) / "classifier.safetensors")
+    clf = load_classifier(path)
+    return HeldOutAndTraining(classifier_extractor(clf, path), clf, held_x, train_x)
 
 
 def draw(run_dir, sampler, steps, n, seed, args):
@@ -237,7 +222,7 @@ def choose_ema(args, train_x, held_x) -> dict:
             out = run_dir / "posthoc" / f"std-{std:.3f}"
             try:
                 power_ema.write(run_dir, std, out)
-            except Exception as e:  # an std the snapshots cannot reconstruct: say so, go on
+            except NCSNError as e:  # an std the snapshots cannot reconstruct: say so, go on
                 print(f"{recipe}: σ_rel {std}: {e}", flush=True)
                 continue
             candidates[f"{std:g}"] = out

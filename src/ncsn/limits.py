@@ -20,9 +20,11 @@ from typing import Any
 import yaml
 
 from ncsn.errors import NCSNError
+from ncsn.noise_levels import weighting
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_SEED = 2**62 - 1
+MAX_EMA_STD = math.sqrt(1 / 12)  # σ_rel of the plain running mean (EDM2 Eq. 4 at γ = 0)
 MAX_IMAGE_BYTES = 256 << 20  # an image file read by a loader or a command
 MAX_IMAGE_PIXELS = 64 << 20  # width × height of one image, checked before decoding it
 
@@ -291,12 +293,10 @@ def check_config(cfg, blame=lambda name: "config") -> None:
             "'ladder' with model.net = refinenet, model.experts > 1, train.objective = ssm or "
             "train.fp_weight > 0 (they work on the ladder's levels)",
         )
-    if t.objective != "dsm" and (
-        t.loss_weight == "edm" or (t.loss_weight == "auto" and m.parameterization == "edm")
-    ):
+    if t.objective != "dsm" and weighting(t.loss_weight, m.parameterization) == "edm":
         fail("train.loss_weight", t.loss_weight, "'power' with train.objective = ssm (σ^p only)")
-    if any(not 0 < v <= math.sqrt(1 / 12) for v in t.ema_stds) or len(t.ema_stds) > 8:
-        fail("train.ema_stds", t.ema_stds, "at most 8 values σ_rel with 0 < σ_rel ≤ 0.2887")
+    if any(not 0 < v <= MAX_EMA_STD for v in t.ema_stds) or len(t.ema_stds) > 8:
+        fail("train.ema_stds", t.ema_stds, f"at most 8 values σ_rel, 0 < σ_rel ≤ {MAX_EMA_STD:.4f}")
     for name, value in [
         ("train.ema_snapshot_every", t.ema_snapshot_every),
         ("train.holdout", t.holdout),

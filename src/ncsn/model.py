@@ -86,9 +86,10 @@ class ScoreModel(nn.Module):
     ) -> torch.Tensor:
         """D(x, σ) = x + σ² s_θ(x, σ), the posterior mean E[x₀ | x̃ = x] (Tweedie's formula);
         the edm parameterization returns its D directly."""
-        s = append_dims(sigma_batch(sigma, x), x.dim())
+        sigma = sigma_batch(sigma, x)
+        s = append_dims(sigma, x.dim())
         if self.parameterization == "edm":
-            return self._edm_denoise(x, sigma_batch(sigma, x), s, labels)
+            return self._edm_denoise(x, sigma, s, labels)
         return x + s * s * self.score(x, sigma, labels)
 
     def _edm_denoise(self, x, sigma, s, labels) -> torch.Tensor:

@@ -48,8 +48,8 @@ class NoiseLevels:
         if self.distribution == "ladder":
             index = torch.randint(len(sigmas), (n,), generator=generator, device=sigmas.device)
             return sigmas[index]
-        if self.distribution == "loguniform":
-            lo, hi = math.log(float(sigmas.min())), math.log(float(sigmas.max()))
+        if self.distribution == "loguniform":  # on the device: no host sync per step
+            lo, hi = sigmas[-1].log(), sigmas[0].log()  # the ladder is descending
             u = torch.rand(n, generator=generator, device=sigmas.device, dtype=sigmas.dtype)
             return torch.exp(lo + (hi - lo) * u)
         z = torch.randn(n, generator=generator, device=sigmas.device, dtype=sigmas.dtype)
@@ -73,13 +73,18 @@ def from_config(train_cfg, sigmas: torch.Tensor, parameterization: str, sigma_da
                 data_std: float) -> NoiseLevels:  # fmt: skip
     """The NoiseLevels a TrainConfig asks for; ``data_std`` sets ``p_mean = auto``."""
     t = train_cfg
-    weighting = t.loss_weight
-    if weighting == "auto":
-        weighting = "edm" if parameterization == "edm" else "power"
     p_mean = t.p_mean if t.p_mean != "auto" else auto_p_mean(data_std)
     return NoiseLevels(
-        sigmas, t.sigma_distribution, p_mean, t.p_std, weighting, t.loss_power, sigma_data
-    )
+        sigmas, t.sigma_distribution, p_mean, t.p_std, weighting(t.loss_weight, parameterization),
+        t.loss_power, sigma_data,
+    )  # fmt: skip
+
+
+def weighting(loss_weight: str, parameterization: str) -> str:
+    """``train.loss_weight`` with ``auto`` resolved: ``edm`` for the edm parameterization."""
+    if loss_weight == "auto":
+        return "edm" if parameterization == "edm" else "power"
+    return loss_weight
 
 
 def auto_p_mean(data_std: float) -> float:

@@ -64,17 +64,12 @@ def cmd_info(args) -> None:
         + (f", {params:,} parameters" if isinstance(params, int) else "")
     )
     t = cfg.train
-    weight = t.loss_weight
-    if weight == "auto":
-        weight = "edm" if cfg.model.parameterization == "edm" else "power"
-    weight = f"σ^{t.loss_power}" if weight == "power" else "EDM's (σ² + σ_d²)/(σσ_d)² on ‖D − x‖²"
-    law = t.sigma_distribution
-    if law == "lognormal":
-        p_mean = t.p_mean
-        if p_mean == "auto" and isinstance(meta.get("data_std"), float) and meta["data_std"] > 0:
-            p_mean = f"{noise_levels.auto_p_mean(meta['data_std']):.4g}, from the data's std"
-        law += f" (P_mean {p_mean}, P_std {t.p_std})"
-    print(f"objective: {t.objective}, σ drawn {law}, λ(σ) = {weight}")
+    data_std = meta.get("data_std")  # runs since issue 15; P_mean = auto is read from it
+    levels = noise_levels.from_config(
+        t, sched.tensor(), cfg.model.parameterization, cfg.model.sigma_data,
+        data_std if isinstance(data_std, float) and data_std > 0 else noise_levels.EDM_SIGMA_DATA,
+    )  # fmt: skip
+    print(f"objective: {t.objective}; {levels.describe()}")
     if cfg.model.parameterization == "edm" or cfg.model.input_scaling:
         print(f"σ_data: {cfg.model.sigma_data:.6g}")
     snaps = power_ema.list_snapshots(run_dir)

@@ -24,7 +24,14 @@ from ncsn.metrics.classifier import (
     load_classifier,
     predict_proba,
 )
-from ncsn.metrics.fid import ReferenceStats, feature_stats, frechet_distance, load_stats, save_stats
+from ncsn.metrics.fid import (
+    ReferenceStats,
+    feature_stats,
+    frechet_distance,
+    frechet_terms,
+    load_stats,
+    save_stats,
+)  # fmt: skip
 from ncsn.metrics.inception import FIDInceptionV3, load_inception
 from ncsn.metrics.kid import kid
 from ncsn.metrics.memorization import memorization_report
@@ -209,3 +216,27 @@ def evaluate(
         )
         result["memorization"] = report.summary()
     return result
+
+
+class HeldOutAndTraining:
+    """The benchmarks' scores of a sample set against two references: the Fréchet distance to
+    held-out images split into its mean and covariance terms (``frechet_terms``), the Fréchet
+    distance to the training images (``fd_train``), and, with ``full``, precision/recall (k = 3),
+    KID and class coverage against the held-out images (:func:`evaluate`, seed 0). The
+    references' feature statistics are computed once."""
+
+    def __init__(self, extractor: FeatureExtractor, classifier, held_out, training):
+        self.extractor, self.classifier, self.held_out = extractor, classifier, held_out
+        self.held_stats = feature_stats(extractor(held_out))
+        self.train_stats = feature_stats(extractor(training))
+
+    def __call__(self, images: torch.Tensor, full: bool = True) -> dict:
+        mu, sigma = feature_stats(self.extractor(images))
+        mean_term, cov_term = frechet_terms(mu, sigma, *self.held_stats)
+        out = {"fd": mean_term + cov_term, "mean_term": mean_term, "cov_term": cov_term,
+               "fd_train": frechet_distance(mu, sigma, *self.train_stats)}  # fmt: skip
+        if full:
+            r = evaluate(images, self.held_out, extractor=self.extractor,
+                         classifier=self.classifier, seed=0)  # fmt: skip
+            out |= {k: r[k] for k in ("precision", "recall", "class_coverage", "kid_mean")}
+        return out

@@ -7,7 +7,8 @@ with training. Profiles are named by their relative standard deviation σ_rel, t
 relative to t (EDM2 Eq. 4): σ_rel² = (γ + 1) / ((γ + 2)² (γ + 3)).
 
 Training tracks a few profiles (``train.ema_stds``, e.g. 0.05 and 0.10) and writes their
-averages every ``train.ema_snapshot_every`` steps to ``RUN/ema/pema-XXXXXXXX.safetensors``. Any
+averages every ``train.ema_snapshot_every`` steps to ``RUN/ema/pema-<step>.safetensors`` (the
+step in 8 digits). Any
 other profile (σ_rel, t) is then approximated by a linear combination of the snapshots whose
 profiles are closest to it in L² over τ (EDM2 §3.2 and Appendix C.2): the Gram matrix of the
 stored profiles, the same products with the target, one least-squares solve. The relative L²
@@ -25,8 +26,9 @@ import torch
 import ncsn.checkpoint as checkpoint
 import ncsn.files as files
 from ncsn.errors import NCSNError
+from ncsn.limits import MAX_EMA_STD
 
-MAX_STD = math.sqrt(1 / 12)  # σ_rel at γ = 0: the plain running mean, the longest profile kept
+MAX_STD = MAX_EMA_STD  # σ_rel at γ = 0: the plain running mean, the longest profile kept
 MAX_PROFILE_ERROR = 0.1  # relative L² error of a reconstructed profile beyond which we refuse
 SNAPSHOT_DIR = "ema"
 _PREFIX = "pema-"
@@ -83,7 +85,8 @@ class PowerEMA:
             ) from None
 
     def snapshot(self, run_dir: Path, names: list[str], step: int) -> Path:
-        """Write the averages at ``step`` to RUN/ema/pema-XXXXXXXX.safetensors (atomically)."""
+        """Write the averages at ``step`` to RUN/ema/pema-<step, 8 digits>.safetensors
+        (atomically)."""
         folder = Path(run_dir) / SNAPSHOT_DIR
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{_PREFIX}{step:08d}.safetensors"
@@ -146,10 +149,9 @@ def reconstruct(run_dir: Path, std: float, step: int | None = None) -> tuple[dic
     used = [(s, p) for s, p in found if s <= step]
     if not used:
         raise NCSNError(f"--step {step}: the first power-EMA snapshot is at step {found[0][0]}")
-    loaded = [checkpoint.load(p) for _, p in used]
-    rows = []  # (step, gamma, snapshot index, profile index)
-    for k, ((s, _), (_, meta)) in enumerate(zip(used, loaded, strict=True)):
-        rows += [(s, gamma, k, i) for i, gamma in enumerate(meta["gammas"])]
+    rows = []  # (step, gamma, snapshot index, profile index); a file at a time: bounded memory
+    for k, (s, path) in enumerate(used):
+        rows += [(s, gamma, k, i) for i, gamma in enumerate(checkpoint.load(path)[1]["gammas"])]
     target = exponent(std)
     c, error = coefficients([r[0] for r in rows], [r[1] for r in rows], step, target)
     stored = sorted({round(std_of(r[1]), 6) for r in rows})
@@ -167,14 +169,16 @@ def reconstruct(run_dir: Path, std: float, step: int | None = None) -> tuple[dic
             f"{step}) reconstruct it only to a relative L² error of {error:.3f} (at most "
             f"{MAX_PROFILE_ERROR}); the stds they can reconstruct run {hint}"
         )
-    weights: dict[str, torch.Tensor] = {}
-    for coef, (_, _, k, i) in zip(c, rows, strict=True):
-        prefix = f"pema.{i}."
-        for key, tensor in loaded[k][0].items():
-            if key.startswith(prefix):
-                name = key[len(prefix) :]
-                term = float(coef) * tensor.double()
-                weights[name] = weights[name] + term if name in weights else term
+    weights: dict[str, torch.Tensor] = {}  # Σ cᵢ θ̂ᵢ in float64, one snapshot file at a time
+    for k, (_, path) in enumerate(used):
+        tensors = checkpoint.load(path)[0]
+        for coef, (_, _, _, i) in ((c_, r) for c_, r in zip(c, rows, strict=True) if r[2] == k):
+            prefix = f"pema.{i}."
+            for key, tensor in tensors.items():
+                if key.startswith(prefix):
+                    name = key[len(prefix) :]
+                    term = float(coef) * tensor.double()
+                    weights[name] = weights[name] + term if name in weights else term
     weights = {k: v.float() for k, v in weights.items()}
     summary = {
         "std": std,
