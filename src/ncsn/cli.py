@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from ncsn.commands import classifier, conditional, ema, evaluate, likelihood, sample, toy
+from ncsn.commands import classifier, conditional, distill, ema, evaluate, likelihood, sample, toy
 from ncsn.commands import train as train_commands
 from ncsn.errors import NCSNError
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (
         train_commands,
         ema,
+        distill,
         sample,
         conditional,
         toy,

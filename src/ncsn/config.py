@@ -57,7 +57,7 @@ class ModelConfig:
     """Network and parameterization. ``score(x, σ)`` and ``denoise(x, σ)`` exist for all."""
 
     net: Literal["unet", "mlp", "refinenet"] = "unet"
-    parameterization: Literal["noise", "score_sigma", "denoiser", "edm"] = "noise"
+    parameterization: Literal["noise", "score_sigma", "denoiser", "edm", "consistency"] = "noise"
     channels: int = 64  # unet: base width
     ngf: int = 64  # refinenet: base width (the paper: 64 for MNIST, 128 for CIFAR-10/CelebA)
     channel_mult: list[int] = field(default_factory=lambda: [1, 2])
@@ -80,7 +80,7 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and bookkeeping for ``ncsn train``."""
 
-    objective: Literal["dsm", "ssm"] = "dsm"
+    objective: Literal["dsm", "ssm", "ect"] = "dsm"  # ect: consistency tuning (ncsn distill)
     loss_power: float = 2.0  # λ(σ) = σ^p (loss_weight = power)
     sigma_distribution: Literal["ladder", "loguniform", "lognormal"] = "ladder"  # noise_levels.py
     p_mean: float | Auto = "auto"  # lognormal: mean of ln σ; auto: −1.2 + ln(σ_data / 0.5)
@@ -122,6 +122,13 @@ class TrainConfig:
     channels_last: bool = False  # torch.channels_last memory format for image networks
     compile: bool = False  # torch.compile the network for training
     label_dropout: float = 0.0  # conditional: P(label → "no label"), for classifier-free guidance
+    init_from: str | None = None  # a run directory: a new run starts from its EMA weights
+    # objective ect (Geng et al. 2024; consistency.py): Δt = t·(1 + k·sigmoid(−b·t))/q^(stage+1)
+    ect_q: float = 2.0  # Δt shrinks by q each stage
+    ect_k: float = 8.0
+    ect_b: float | Auto = "auto"  # auto: ECT's 1 in units of the data, 0.5/σ_data
+    ect_c: float | Auto = "auto"  # pseudo-Huber c; auto: 0.00054·√D·σ_data/0.5 (iCT's)
+    ect_stage_steps: int = 200  # steps per stage
 
 
 @dataclass
@@ -131,7 +138,15 @@ class SampleConfig:
     # what `ncsn sample` (and evaluate, Run.sample) runs without --sampler, and its --steps
     # (None: that sampler's default); names as ncsn.samplers.run.SAMPLERS
     sampler: Literal[
-        "ald", "pc", "ode", "churn", "ipndm", "dpmpp_2m", "dpmpp_2m_sde", "restart"
+        "ald",
+        "pc",
+        "ode",
+        "churn",
+        "ipndm",
+        "dpmpp_2m",
+        "dpmpp_2m_sde",
+        "restart",
+        "consistency",
     ] = "ald"
     steps: int | None = None
     n: int = 64
@@ -195,6 +210,12 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
         data = limits.load_yaml(text, source) or {}
         if not isinstance(data, dict):
             raise NCSNError(f"{path}: expected a mapping of sections at the top level")
+    return with_overrides(data, overrides, source)
+
+
+def with_overrides(data: dict, overrides: list[str], source: str = "config") -> Config:
+    """A validated Config from plain ``data`` (changed in place) with ``key=value`` overrides;
+    errors name ``source`` or the ``--set`` item that set the offending field."""
     given = {}
     for item in overrides:
         given[_apply_override(data, item)] = item

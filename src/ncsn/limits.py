@@ -48,6 +48,7 @@ BOUNDS = {
     "train.ema_snapshot_every": 10**9,
     "train.holdout": 10**7,
     "train.per_sigma_levels": 1024,
+    "train.ect_stage_steps": 10**9,
     "train.seed": MAX_SEED,
     "model.channels": 4096,
     "model.ngf": 4096,
@@ -75,6 +76,7 @@ FLAG_BOUNDS = {  # command-line sizes that are no config field
     "bands.experts": BOUNDS["model.experts"],
     "bands.examples": 1 << 20,
     "classifier.steps": 10**7,
+    "distill.minutes": 10**6,
     "classifier.width": 1024,
     "classifier.hidden": 1 << 16,
     "classifier.holdout": 10**8,
@@ -193,6 +195,7 @@ def check_config(cfg, blame=lambda name: "config") -> None:
         ("train.preview_n", t.preview_n),
         ("train.ssm_projections", t.ssm_projections),
         ("train.nonfinite_patience", t.nonfinite_patience),
+        ("train.ect_stage_steps", t.ect_stage_steps),
         ("model.channels", m.channels),
         ("model.ngf", m.ngf),
         ("model.num_res_blocks", m.num_res_blocks),
@@ -285,7 +288,7 @@ def check_config(cfg, blame=lambda name: "config") -> None:
     if not t.p_std > 0:
         fail("train.p_std", t.p_std, "a positive number (the standard deviation of ln σ)")
     if t.sigma_distribution != "ladder" and (
-        m.net == "refinenet" or m.experts > 1 or t.objective != "dsm" or t.fp_weight > 0
+        m.net == "refinenet" or m.experts > 1 or t.objective == "ssm" or t.fp_weight > 0
     ):
         fail(
             "train.sigma_distribution",
@@ -293,8 +296,33 @@ def check_config(cfg, blame=lambda name: "config") -> None:
             "'ladder' with model.net = refinenet, model.experts > 1, train.objective = ssm or "
             "train.fp_weight > 0 (they work on the ladder's levels)",
         )
-    if t.objective != "dsm" and weighting(t.loss_weight, m.parameterization) == "edm":
+    if t.objective == "ssm" and weighting(t.loss_weight, m.parameterization) == "edm":
         fail("train.loss_weight", t.loss_weight, "'power' with train.objective = ssm (σ^p only)")
+    if (t.objective == "ect") != (m.parameterization == "consistency"):
+        fail(
+            "train.objective" if t.objective == "ect" else "model.parameterization",
+            t.objective if t.objective == "ect" else m.parameterization,
+            "train.objective = ect together with model.parameterization = consistency (a "
+            "consistency model is trained by ECT, and ECT trains only one; `ncsn distill` sets "
+            "both)",
+        )
+    if t.objective == "ect":
+        if m.net == "refinenet" or m.experts > 1 or t.fp_weight > 0:
+            fail(
+                "train.objective",
+                t.objective,
+                "dsm or ssm with model.net = refinenet, model.experts > 1 or train.fp_weight > 0 "
+                "(ECT draws σ off the ladder)",
+            )
+        if not t.ect_q > 1:
+            fail("train.ect_q", t.ect_q, "a number above 1 (Δt shrinks by q each stage)")
+        if not t.ect_k >= 0:
+            fail("train.ect_k", t.ect_k, "a number ≥ 0")
+        for name, value in [("train.ect_b", t.ect_b), ("train.ect_c", t.ect_c)]:
+            if value != "auto" and not value >= 0:
+                fail(name, value, "a number ≥ 0 (or 'auto')")
+    if t.init_from is not None and (not t.init_from or "\x00" in t.init_from):
+        fail("train.init_from", t.init_from, "a run directory (or null)")
     if any(not 0 < v <= MAX_EMA_STD for v in t.ema_stds) or len(t.ema_stds) > 8:
         fail("train.ema_stds", t.ema_stds, f"at most 8 values σ_rel, 0 < σ_rel ≤ {MAX_EMA_STD:.4f}")
     for name, value in [

@@ -12,6 +12,12 @@ output on the scaled input c_in·x:
   c_in = 1/√(σ² + σ_d²) (always on), and s = (D − x)/σ². EDM's c_noise = ¼ ln σ is our
   networks' own embedding of ln σ (nets/embedding.py: sinusoids of ln σ and an MLP), which an
   affine map of ln σ would only rescale.
+- ``consistency``: a consistency function f(x, σ) = c_skip·x + c_out·F(c_in·x) (Song et al. 2023,
+  "Consistency Models", §3 and App. C) with c_skip = σ_d²/((σ − σ_min)² + σ_d²),
+  c_out = (σ − σ_min)σ_d/√(σ² + σ_d²): f(x, σ_min) = x exactly (the boundary condition), and for
+  σ ≫ σ_min these are EDM's, so a trained edm network starts it (``ncsn distill``, ECT).
+  σ_min is the training ladder's σ_L. ``denoise`` returns f (where the consistency sampler
+  jumps); ``score`` is (f − x)/σ², defined but not a score the ODE samplers should follow.
 Input scaling (on by default): the network sees c_in·x with c_in = 1/√(σ² + σ_data²)
 (Karras et al. 2022, Eq. 7), so its input has roughly unit variance at every level.
 """
@@ -30,7 +36,8 @@ from ncsn.nets.refinenet import RefineNet
 from ncsn.nets.unet import UNet
 from ncsn.schedule import append_dims, sigma_batch
 
-PARAMETERIZATIONS = ("noise", "score_sigma", "denoiser", "edm")
+PARAMETERIZATIONS = ("noise", "score_sigma", "denoiser", "edm", "consistency")
+PRECONDITIONED = ("edm", "consistency")  # D (or f) = c_skip·x + c_out·F(c_in·x)
 
 
 class ScoreModel(nn.Module):
@@ -45,6 +52,7 @@ class ScoreModel(nn.Module):
         sigma_data: float = 0.5,
         conditional: bool = True,
         num_classes: int = 0,
+        sigma_min: float = 0.0,
     ):
         super().__init__()
         if parameterization not in PARAMETERIZATIONS:
@@ -58,6 +66,7 @@ class ScoreModel(nn.Module):
         self.sigma_data = sigma_data
         self.conditional = conditional
         self.num_classes = num_classes
+        self.sigma_min = sigma_min  # the consistency boundary σ_min
 
     def forward(
         self, x: torch.Tensor, sigma: torch.Tensor | float, labels: torch.Tensor | None = None
@@ -72,7 +81,7 @@ class ScoreModel(nn.Module):
         scalar or one value per example, shape (N,)."""
         sigma = sigma_batch(sigma, x)
         s = append_dims(sigma, x.dim())
-        if self.parameterization == "edm":
+        if self.parameterization in PRECONDITIONED:
             return (self._edm_denoise(x, sigma, s, labels) - x) / (s * s)
         out = self._network(x, sigma, s, labels)
         if self.parameterization == "noise":
@@ -85,18 +94,21 @@ class ScoreModel(nn.Module):
         self, x: torch.Tensor, sigma: torch.Tensor | float, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
         """D(x, σ) = x + σ² s_θ(x, σ), the posterior mean E[x₀ | x̃ = x] (Tweedie's formula);
-        the edm parameterization returns its D directly."""
+        the edm parameterization returns its D directly, the consistency one f(x, σ)."""
         sigma = sigma_batch(sigma, x)
         s = append_dims(sigma, x.dim())
-        if self.parameterization == "edm":
+        if self.parameterization in PRECONDITIONED:
             return self._edm_denoise(x, sigma, s, labels)
         return x + s * s * self.score(x, sigma, labels)
 
     def _edm_denoise(self, x, sigma, s, labels) -> torch.Tensor:
-        """D = c_skip·x + c_out·F(c_in·x) (Karras et al. 2022, Eq. 7; Table 1's c_skip, c_out)."""
+        """D = c_skip·x + c_out·F(c_in·x) (Karras et al. 2022, Eq. 7; Table 1's c_skip, c_out);
+        for a consistency model σ − σ_min in c_skip's and c_out's numerators (Song et al. 2023,
+        App. C), so that c_skip(σ_min) = 1 and c_out(σ_min) = 0."""
         d2 = self.sigma_data**2
-        c_skip = d2 / (s * s + d2)
-        c_out = s * self.sigma_data * torch.rsqrt(s * s + d2)
+        u = s - self.sigma_min if self.parameterization == "consistency" else s
+        c_skip = d2 / (u * u + d2)
+        c_out = u * self.sigma_data * torch.rsqrt(s * s + d2)
         return c_skip * x + c_out * self._network(x, sigma, s, labels, scale=True)
 
     def _network(self, x, sigma, s, labels, scale: bool = False) -> torch.Tensor:
@@ -137,7 +149,18 @@ def build_model(cfg, data_shape: tuple[int, ...], sigmas=None) -> ScoreModel:
         sigma_data=cfg.sigma_data,
         conditional=cfg.conditional,
         num_classes=cfg.num_classes,
+        sigma_min=_boundary(cfg, sigmas),
     )
+
+
+def _boundary(cfg, sigmas) -> float:
+    """σ_min of a consistency model: the training ladder's smallest level (0 otherwise)."""
+    if cfg.parameterization != "consistency":
+        return 0.0
+    if sigmas is None:
+        raise NCSNError("model.parameterization = 'consistency': build_model needs the ladder "
+                        "(sigmas), whose σ_L is the boundary σ_min")  # fmt: skip
+    return float(min(sigmas))
 
 
 def _network(cfg, data_shape: tuple[int, ...], sigmas) -> nn.Module:

@@ -15,7 +15,8 @@ Weights (``train.loss_weight``) on our per-example loss ℓ = ½ ‖s_θ(x̃, σ
 - ``edm``: EDM's λ(σ) = (σ² + σ_d²)/(σ σ_d)² on ‖D − x‖² (Karras et al. 2022, Table 1), i.e.
   σ²(σ² + σ_d²)/σ_d² on ℓ (up to EDM's overall factor 2); with ``model.parameterization = edm``
   that is ½ ‖F − F_target‖² at unit weight for every σ (EDM §5, "Loss weighting").
-``auto`` (the default) is ``edm`` for the edm parameterization and ``power`` otherwise.
+``auto`` (the default) is ``edm`` for the edm (and consistency) parameterization and ``power``
+otherwise.
 """
 
 from __future__ import annotations
@@ -81,9 +82,10 @@ def from_config(train_cfg, sigmas: torch.Tensor, parameterization: str, sigma_da
 
 
 def weighting(loss_weight: str, parameterization: str) -> str:
-    """``train.loss_weight`` with ``auto`` resolved: ``edm`` for the edm parameterization."""
+    """``train.loss_weight`` with ``auto`` resolved: ``edm`` for the edm parameterization (and
+    the consistency one, whose per-σ diagnostics then compare with its edm teacher's)."""
     if loss_weight == "auto":
-        return "edm" if parameterization == "edm" else "power"
+        return "edm" if parameterization in ("edm", "consistency") else "power"
     return loss_weight
 
 

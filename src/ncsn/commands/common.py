@@ -77,7 +77,7 @@ def add_sampler_args(q) -> None:
         type=int,
         help="ald: Langevin steps per level T (ε follows the NCSNv2 rule for it; default the "
         "run's T); pc: noise levels N (default the run's L); ode, churn, ipndm, dpmpp_2m, "
-        f"dpmpp_2m_sde, restart: N (default {run.ODE_STEPS})",
+        f"dpmpp_2m_sde, restart: N (default {run.ODE_STEPS}); consistency: jumps N (default 1)",
     )
     q.add_argument(
         "--eps",
@@ -151,6 +151,12 @@ def add_sampler_args(q) -> None:
         default=restart.restart_steps,
         help=f"restart: M, Heun steps from t_max back to t_min ({restart.restart_steps})",
     )
+    q.add_argument(
+        "--sigma-mid",
+        type=float,
+        help="consistency: the σ the second jump starts from (later jumps follow a ρ ladder "
+        "from it down to σ_L) (default ECT's 0.821 in units of the data: 0.821·σ_data/0.5)",
+    )
     for name in ("s_churn", "s_min", "s_max", "s_noise"):
         value = getattr(churn, name)
         flag = "--" + name.replace("_", "-")
@@ -171,6 +177,7 @@ def sampler_options(args, cfg: config.Config):
     check_positive("--eps", args.eps)
     check_positive("--snr", args.snr)
     check_positive("--s-noise", args.s_noise)
+    check_positive("--sigma-mid", args.sigma_mid)
     if not 1 <= args.rho <= 1000:  # ρ = 1: uniform in σ; Karras et al. use 7
         raise NCSNError(f"--rho {args.rho}: expected a number between 1 and 1000")
     for flag, value in [("--s-churn", args.s_churn), ("--s-min", args.s_min)]:
@@ -199,6 +206,7 @@ def sampler_options(args, cfg: config.Config):
         restart_max=args.restart_max,
         restarts=args.restarts,
         restart_steps=args.restart_steps,
+        sigma_mid=args.sigma_mid,
     )
 
 

@@ -9,7 +9,8 @@ reads them from here). NFE is counted by the samplers themselves (docs/conventio
 "Samplers"): ald L·T (+1 final denoising), pc (N−1)(1+M) (+1), ode and churn 2N − 1, ipndm,
 dpmpp_2m and dpmpp_2m_sde N (one denoiser evaluation per step, none at σ = 0), restart
 2N − 1 + 2·K·M (K restarts of M Heun steps; 2N − 1 when no level of the ladder lies in
-(0, t_min] or t_max is not above it). ``ode``, ``ipndm``, ``dpmpp_2m``, ``dpmpp_2m_sde`` and
+(0, t_min] or t_max is not above it), consistency N (one jump per level; ``steps`` counts the
+jumps, on a consistency model only). ``ode``, ``ipndm``, ``dpmpp_2m``, ``dpmpp_2m_sde`` and
 ``restart`` start from N(μ, σ₁² I), μ the training data's mean recorded in the run
 (:func:`ode_mean`).
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
 
@@ -27,119 +27,29 @@ import ncsn.samplers.conditioning as conditioning
 import ncsn.schedule as schedule
 from ncsn.devices import model_device
 from ncsn.errors import NCSNError
+from ncsn.samplers.consistency import consistency_sampler
 from ncsn.samplers.langevin import annealed_langevin
 from ncsn.samplers.multistep import dpmpp_2m_sampler, dpmpp_2m_sde_sampler, ipndm_sampler
 from ncsn.samplers.ode import heun_sampler, restart_level, restart_sampler
+from ncsn.samplers.options import (  # noqa: F401 (re-exported: the options live with the path)
+    ALD,
+    ECT_MID,
+    IPNDM,
+    ODE,
+    ODE_STEPS,
+    OPTIONS,
+    PC,
+    SAMPLERS,
+    Churn,
+    Consistency,
+    DPMpp2M,
+    DPMpp2MSDE,
+    Options,
+    Restart,
+    options,
+    options_class,
+)
 from ncsn.samplers.pc import pc_sampler
-
-
-@dataclass(frozen=True)
-class ALD:
-    """Annealed Langevin (Song & Ermon 2019, Alg. 1). ``eps`` (official convention): None takes
-    the run's ε for its own T and the NCSNv2 rule's for another T (:func:`ald_eps`). ``levels``:
-    a geometric ladder of that many levels between the run's σ₁ and σ_L instead of the training
-    ladder (networks conditioned on σ, not on the level index, only)."""
-
-    eps: float | None = None
-    init: str = "uniform"
-    denoise_final: bool = True
-    levels: int | None = None
-
-
-@dataclass(frozen=True)
-class PC:
-    """Predictor–corrector (Song et al. 2021, Alg. 2): M corrector steps at signal-to-noise r."""
-
-    correctors: int = 1
-    snr: float = 0.16
-    denoise_final: bool = True
-
-
-@dataclass(frozen=True)
-class ODE:
-    """Probability-flow ODE, Heun steps on Karras et al.'s ρ ladder (their Alg. 1)."""
-
-    rho: float = 7.0
-
-
-@dataclass(frozen=True)
-class Churn:
-    """Heun with churn (Karras et al. 2022, Alg. 2); their ImageNet-64 values, tune for your
-    data."""
-
-    rho: float = 7.0
-    s_churn: float = 40.0
-    s_min: float = 0.05
-    s_max: float = 50.0
-    s_noise: float = 1.003
-
-
-@dataclass(frozen=True)
-class IPNDM:
-    """iPNDM (Zhang & Chen 2023): variable-step Adams–Bashforth of order ≤ ``max_order`` (1–4)
-    on the probability-flow ODE, one evaluation per level; ``schedule`` "karras" (spacing ρ) or
-    "loguniform"."""
-
-    max_order: int = 4
-    rho: float = 7.0
-    schedule: str = "karras"
-
-
-@dataclass(frozen=True)
-class DPMpp2M:
-    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2), data prediction, one evaluation per level."""
-
-    rho: float = 7.0
-    schedule: str = "karras"
-
-
-@dataclass(frozen=True)
-class DPMpp2MSDE:
-    """SDE-DPM-Solver++(2M) (Lu et al. 2022; k-diffusion's ``sample_dpmpp_2m_sde``,
-    midpoint): noise share η (0: the deterministic 2M)."""
-
-    eta: float = 1.0
-    rho: float = 7.0
-    schedule: str = "karras"
-
-
-@dataclass(frozen=True)
-class Restart:
-    """Restart sampling (Xu et al. 2023, Alg. 1) on Heun steps: at the first level σ_j ≤
-    ``restart_min`` (t_min, a σ value, snapped to the ladder), ``restarts`` = K times noise up to
-    t_max = ``restart_max`` and ``restart_steps`` = M Heun steps back down a ρ ladder.
-    Defaults as benchmarks/sampler_screen.py's restart (MNIST FD 81 at 25 NFE); tune for your
-    data."""
-
-    rho: float = 7.0
-    schedule: str = "karras"
-    restart_min: float = 0.1
-    restart_max: float = 1.0
-    restarts: int = 2
-    restart_steps: int = 4
-
-
-Options = ALD | PC | ODE | Churn | IPNDM | DPMpp2M | DPMpp2MSDE | Restart
-OPTIONS = {
-    "ald": ALD,
-    "pc": PC,
-    "ode": ODE,
-    "churn": Churn,
-    "ipndm": IPNDM,
-    "dpmpp_2m": DPMpp2M,
-    "dpmpp_2m_sde": DPMpp2MSDE,
-    "restart": Restart,
-}
-SAMPLERS = tuple(OPTIONS)
-ODE_STEPS = 18  # Karras et al.'s N for CIFAR-10 (35 NFE for Heun): ODE samplers without --steps
-
-
-def options(name: str, **given) -> Options:
-    """The options of sampler ``name`` with the ``given`` values that are its fields and not None
-    (the others are the defaults); values meant for other samplers are ignored."""
-    cls = _options_class(name)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in given.items() if k in fields and v is not None})
 
 
 def ald_eps(sched: schedule.Schedule, steps: int, eps: float | None) -> float:
@@ -169,8 +79,7 @@ def sample(
     was run in words). ``labels`` (N,) and ``guidance`` w: a class-conditional model's samples
     of those classes, with classifier-free guidance (:mod:`ncsn.samplers.conditioning`); the NFE
     then counts both network evaluations of each guided score."""
-    opts = opts if opts is not None else _options_class(sampler)()
-    model = conditioning.conditioned(model, labels, guidance)
+    opts = opts if opts is not None else options_class(sampler)()
     nfe = 0
 
     def count(state: dict) -> None:
@@ -180,7 +89,15 @@ def sample(
             callback(state)
 
     common = {"generator": generator, "callback": count}
-    steps, sigmas, eps = resolve(sched, sampler, steps, opts)
+    sigma_data = getattr(model, "sigma_data", 0.5)
+    if sampler == "consistency" and getattr(model, "parameterization", None) != "consistency":
+        raise NCSNError(
+            "--sampler consistency: the run is not a consistency model (model.parameterization "
+            f"= {getattr(model, 'parameterization', None)!r}); make one with `ncsn distill "
+            "RUN_DIR --out NEW_DIR`, or choose another sampler"
+        )
+    model = conditioning.conditioned(model, labels, guidance)
+    steps, sigmas, eps = resolve(sched, sampler, steps, opts, sigma_data)
     if sampler == "ald":
         x = annealed_langevin(
             model, shape, sigmas, eps=eps, n_steps_each=steps, init=opts.init,
@@ -196,6 +113,11 @@ def sample(
     elif sampler == "ode":
         x = heun_sampler(model, shape, sigmas, mean=ode_mean(sched, shape), **common)
         text = f"ode (Heun, N = {steps}, ρ = {opts.rho}, start {_start(sched)})"
+    elif sampler == "consistency":
+        x = consistency_sampler(model, shape, sigmas, sigma_min=model.sigma_min,
+                                mean=ode_mean(sched, shape), **common)  # fmt: skip
+        jumps = ", ".join(f"{s:.4g}" for s in sigmas)
+        text = f"consistency (N = {steps} jumps at σ = {jumps}, start {_start(sched)})"
     elif sampler == "churn":
         churn = dataclasses.asdict(opts)
         churn.pop("rho")
@@ -253,10 +175,21 @@ def ode_mean(sched: schedule.Schedule, shape: tuple[int, ...]) -> torch.Tensor |
 
 
 def resolve(
-    sched: schedule.Schedule, sampler: str, steps: int | None, opts
+    sched: schedule.Schedule, sampler: str, steps: int | None, opts, sigma_data: float = 0.5
 ) -> tuple[int, list[float], float | None]:
     """(steps, σ ladder, ε) that sampler ``sampler`` runs with on this schedule: the defaults
-    filled in, ε only for ald (None otherwise)."""
+    filled in, ε only for ald (None otherwise); ``sigma_data``: the model's (consistency's
+    default middle σ)."""
+    if sampler == "consistency":
+        steps = steps or 1
+        mid = opts.sigma_mid if opts.sigma_mid is not None else ECT_MID * sigma_data / 0.5
+        if steps > 1 and not sched.sigma_min <= mid < sched.sigma_max:
+            raise NCSNError(
+                f"--sigma-mid {mid:g}: expected a σ in [σ_L, σ₁) = [{sched.sigma_min:.4g}, "
+                f"{sched.sigma_max:.4g})"
+            )
+        rest = schedule.karras_sigmas(mid, sched.sigma_min, steps - 1, opts.rho)[:-1]
+        return steps, [sched.sigma_max, *rest][:steps], None
     if sampler == "ald":
         steps = steps or sched.steps_per_level
         if opts.levels and opts.levels != sched.num_levels:  # coarser (or finer), same ends
@@ -335,7 +268,7 @@ def draw(
     guidance: float | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """``n`` samples (float32, on the CPU) from :func:`batches`, and how they were drawn."""
-    opts = opts if opts is not None else _options_class(sampler)()
+    opts = opts if opts is not None else options_class(sampler)()
     start = time.perf_counter()
     chunks = []
     for batch in batches(
@@ -344,7 +277,7 @@ def draw(
     ):  # fmt: skip
         chunks.append(batch[0].float().cpu())
     _, nfe, text = batch
-    steps, sigmas, eps = resolve(sched, sampler, steps, opts)
+    steps, sigmas, eps = resolve(sched, sampler, steps, opts, getattr(model, "sigma_data", 0.5))
     info = {
         "sampler": sampler,
         "steps": steps,
@@ -360,9 +293,3 @@ def draw(
         info |= {"guidance": 1.0 if guidance is None else guidance,
                  "class_counts": torch.bincount(labels.cpu()).tolist()}  # fmt: skip
     return torch.cat(chunks), info
-
-
-def _options_class(name: str) -> type:
-    if name not in OPTIONS:
-        raise NCSNError(f"sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
-    return OPTIONS[name]

@@ -63,3 +63,12 @@ def mean(w: World, value: float, device: torch.device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t) / w.size
+
+
+def flag(w: World, value: bool, device: torch.device) -> bool:
+    """Rank 0's ``value`` on every rank (so that all ranks stop at the same step)."""
+    if w.size == 1:
+        return value
+    t = torch.tensor([1.0 if value else 0.0], device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())

@@ -23,6 +23,7 @@ import torch
 
 import ncsn.checkpoint as checkpoint
 import ncsn.config as config
+import ncsn.consistency as consistency
 import ncsn.files as files
 import ncsn.fokker_planck as fokker_planck
 import ncsn.noise_levels as noise_levels
@@ -52,8 +53,12 @@ RUN_FILES = {  # what training writes into the run directory, checked before any
 }  # fmt: skip
 
 
-def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
-    """Train (or resume) the run in ``cfg.run_dir``; returns a summary dict."""
+def train(
+    cfg: config.Config, *, progress: bool = True, log=print, minutes: float | None = None
+) -> dict:
+    """Train (or resume) the run in ``cfg.run_dir``; returns a summary dict. ``minutes``: stop
+    after that much wall time of training steps (a checkpoint is written where it stops;
+    rerunning resumes), at ``train.steps`` at the latest."""
     t = cfg.train
     w = distributed.world()
     device = resolve_device(t.device)
@@ -78,7 +83,7 @@ def train(cfg: config.Config, *, progress: bool = True, log=print) -> dict:
         try:
             run = _start(cfg, data, device, log, w, data_std)
             run.held = held_out  # the per-σ diagnostics' examples
-            return _loop(run, progress)
+            return _loop(run, progress, minutes)
         except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
             oom = isinstance(e, (MemoryError, torch.OutOfMemoryError))
             if not oom and "can't allocate memory" not in str(e):  # the CPU allocator's words
@@ -146,6 +151,8 @@ def _start(
         step = meta["step"]
         log(f"resumed from {path} at step {step}")
     else:
+        if t.init_from is not None:  # a new run that starts from another run's weights
+            _init_from(t.init_from, cfg, data.shape, model, ema, log)
         tensors, extra = state.collect(model, ema, opt, data_gen, noise_gen)
         tensors |= pema.tensors(names) if pema is not None else {}
         initial = ({k: v.detach().clone().cpu() for k, v in tensors.items()}, extra)
@@ -188,11 +195,36 @@ def _start(
     levels = noise_levels.from_config(
         t, sigmas, cfg.model.parameterization, model.sigma_data, data_std
     )
-    log(levels.describe())
+    ect = None
+    if t.objective == "ect":
+        ect = consistency.from_config(t, sched.sigmas, model.sigma_data, data.x[0].numel())
+    log(ect.describe() if ect is not None else levels.describe())
     return TrainingRun(
         cfg, data, device, w, log, sched, model, ema, net, opt, data_gen, noise_gen, guard,
-        sigmas, layout, step, initial, levels, pema, data_std,
+        sigmas, layout, step, initial, levels, pema, data_std, ect=ect,
     )  # fmt: skip
+
+
+def _init_from(source: str, cfg: config.Config, shape, model, ema, log) -> None:
+    """Load the EMA weights of run ``source`` (``train.init_from``) into ``model`` and ``ema``:
+    the same network (model.net and its sizes); the parameterization may differ (edm → consistency
+    for ``ncsn distill``)."""
+    teacher, _, _, meta = state.load_run(source, ema=True, log=log)
+    if tuple(meta["data_shape"]) != tuple(shape):
+        raise NCSNError(
+            f"train.init_from = {source!r}: trained on examples of shape "
+            f"{tuple(meta['data_shape'])}, this run's data has {tuple(shape)}"
+        )
+    weights = teacher.state_dict()
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if expected != {k: tuple(v.shape) for k, v in weights.items()}:
+        raise NCSNError(
+            f"train.init_from = {source!r}: its network differs from this run's model "
+            "(model.net and its sizes must be the same)"
+        )
+    model.load_state_dict(weights)
+    ema.load_state_dict(weights)
+    log(f"initialised from {meta['path']} (step {meta['step']}, EMA weights)")
 
 
 def _step(run: TrainingRun, ema_rate: torch.Tensor, max_norm: float) -> tuple[torch.Tensor, float]:
@@ -245,9 +277,12 @@ def _step(run: TrainingRun, ema_rate: torch.Tensor, max_norm: float) -> tuple[to
 
 
 def _loss(run: TrainingRun, x: torch.Tensor, labels, shard: tuple[int, int]) -> torch.Tensor:
-    """The objective (DSM or SSM) on one micro-batch (and its labels, for a class-conditional
-    model), plus the Fokker–Planck term if asked."""
+    """The objective (DSM, SSM or ECT) on one micro-batch (and its labels, for a
+    class-conditional model), plus the Fokker–Planck term if asked."""
     t = run.cfg.train
+    if t.objective == "ect":
+        return consistency.ect_loss(run.net, x, run.ect, step=run.step, generator=run.noise_gen,
+                                    shard=shard, labels=labels)  # fmt: skip
     loss_fn, extra = (
         (dsm_loss, {}) if t.objective == "dsm" else (ssm_loss, {"projections": t.ssm_projections})
     )
@@ -267,8 +302,9 @@ def _loss(run: TrainingRun, x: torch.Tensor, labels, shard: tuple[int, int]) -> 
     return loss
 
 
-def _loop(run: TrainingRun, show_progress: bool) -> dict:
-    """Train from ``run.step`` to ``train.steps``: step, log, checkpoint, preview, roll back."""
+def _loop(run: TrainingRun, show_progress: bool, minutes: float | None = None) -> dict:
+    """Train from ``run.step`` to ``train.steps`` (or for ``minutes``): step, log, checkpoint,
+    preview, roll back."""
     t, w, guard = run.cfg.train, run.world, run.guard
     run_dir = Path(run.cfg.run_dir)
     metrics_file = train_log.open_metrics(
@@ -279,6 +315,7 @@ def _loop(run: TrainingRun, show_progress: bool) -> dict:
     ema_rate = torch.tensor(1.0 - t.ema, device=run.device)
     bar = progress.bar(total=t.steps, initial=run.step, disable=not show_progress, unit="step")
     window_start, window_step, start_time = time.perf_counter(), run.step, time.perf_counter()
+    deadline = None if minutes is None else start_time + 60.0 * minutes
 
     def roll_back(reason: str) -> None:
         nonlocal metrics_file, window_start, window_step
@@ -298,8 +335,11 @@ def _loop(run: TrainingRun, show_progress: bool) -> dict:
             step = run.step
             bar.update(1)
 
-            at_log = step % t.log_every == 0 or step == t.steps
-            at_checkpoint = step % t.checkpoint_every == 0 or step == t.steps
+            # every rank stops at the same step: rank 0's clock decides
+            stop = deadline is not None and distributed.flag(w, time.perf_counter() >= deadline,
+                                                             run.device)  # fmt: skip
+            at_log = step % t.log_every == 0 or step == t.steps or stop
+            at_checkpoint = step % t.checkpoint_every == 0 or step == t.steps or stop
             if at_log or at_checkpoint or guard.unread() >= _SCAN_EVERY:
                 longest, skipped = guard.read(step)
                 if skipped:
@@ -343,6 +383,9 @@ def _loop(run: TrainingRun, show_progress: bool) -> dict:
                 run.ema.eval()
                 path = run_dir / "previews" / f"step-{step:08d}.png"
                 save_preview(run.ema, run.sched, run.data.shape, t.preview_n, t.seed, path)
+            if stop:
+                run.log(f"stopped after {minutes:g} minutes at step {step}; rerun to resume")
+                break
     finally:
         bar.close()
         metrics_file.close()

@@ -14,6 +14,7 @@ import torch
 
 import ncsn.checkpoint as checkpoint
 import ncsn.config as config
+import ncsn.consistency as consistency
 import ncsn.noise_levels as noise_levels
 import ncsn.schedule as schedule
 from ncsn.data.dataset import Dataset
@@ -51,6 +52,7 @@ class TrainingRun:
     pema: PowerEMA | None = None  # the power-function EMA profiles (train.ema_stds)
     data_std: float = 0.0  # the training data's pixel standard deviation
     held: Dataset | None = None  # train.holdout's examples, for the per-σ diagnostics
+    ect: consistency.ECT | None = None  # train.objective = ect: its constants
 
     def __post_init__(self) -> None:
         self.params = list(self.model.parameters())

@@ -1,0 +1,153 @@
+"""Easy Consistency Tuning (ECT: Geng et al. 2024, "Consistency Models Made Easy"): the objective
+that turns a trained EDM denoiser into a consistency function f(x, σ) (``model.parameterization
+= consistency``, whose f(x, σ_min) = x exactly), used by ``ncsn distill``.
+
+Per example (ECT §3 and their training/loss.py, ``ECMLoss``):
+- t with ln t ~ N(P_mean, P_std²), clamped to the ladder's [σ_min, σ₁];
+- r = max(σ_min, t − Δt), Δt = t·n(t)/q^(s+1), n(t) = 1 + k·sigmoid(−b·t) (their "sigmoid"
+  mapping), s = ⌊step / d⌋ the stage: every d steps Δt shrinks by q, so r approaches t and the
+  target moves from "the clean data" (r = σ_min) towards the model's own nearer level;
+- one noise z for both levels: x_t = x + t·z, x_r = x + r·z;
+- the target f_θ⁻(x_r, r) is the same network without gradient, with the same dropout mask;
+- the loss w(t, r)·d(f_θ(x_t, t), f_θ⁻(x_r, r)) with w = 1/(t − r) (ECT's CIFAR-10 weighting,
+  "the 1/Δt weighting") and the pseudo-Huber distance d(a, b) = √(‖a − b‖² + c²) − c
+  (Song & Dhariwal 2023, "Improved Techniques for Training Consistency Models", §3.3);
+  mean over the batch. An example with t = σ_min (r = t) has weight 0.
+
+Constants, from ECT (data in [−1, 1], σ_d = 0.5) moved to our data by its σ_data, as
+``train.p_mean = auto`` moves EDM's (noise_levels.py): σ is measured in units of the data's
+spread, so a σ of theirs is σ·σ_data/0.5 of ours.
+
+- P_mean, P_std: ECT's −1.1, 2.0 (``ct_train.py`` defaults); here ``train.p_mean = auto`` is
+  −1.1 + ln(σ_data/0.5) and ``ncsn distill`` sets ``train.p_std`` = 2.0;
+- q, k: ECT's 2 and 8 (``train.ect_q``, ``train.ect_k``);
+- b: ECT's 1; ``train.ect_b = auto`` is 0.5/σ_data, the same sigmoid in units of the data;
+- c: 0 in ECT's CIFAR-10 runs (the plain L2 norm), iCT's 0.00054·√D; ``train.ect_c = auto`` is
+  0.00054·√D·σ_data/0.5;
+- d, steps per stage: ECT's 500 ticks of 50 kimg (8 stages in 200 Mimg);
+  ``train.ect_stage_steps`` = 200 here, 5–6 stages in 15 CPU-minutes on MNIST.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ncsn.schedule import append_dims
+
+ECT_P_MEAN, ECT_P_STD = -1.1, 2.0  # Geng et al. 2024, ct_train.py defaults (σ_d = 0.5)
+ECT_Q, ECT_K, ECT_B = 2.0, 8.0, 1.0  # ibid., the sigmoid mapping's q, k, b
+ICT_C = 0.00054  # Song & Dhariwal 2023, §3.3: c = 0.00054·√D for data in [−1, 1]
+EDM_SIGMA_DATA = 0.5
+
+
+@dataclass(frozen=True)
+class ECT:
+    """ECT's constants, on our data's scale (see the module docstring)."""
+
+    sigma_min: float
+    sigma_max: float
+    p_mean: float
+    p_std: float
+    q: float
+    k: float
+    b: float
+    c: float
+    stage_steps: int
+
+    def stage(self, step: int) -> int:
+        """s = ⌊step / d⌋: how many times Δt has shrunk by q."""
+        return step // self.stage_steps
+
+    def r(self, t: torch.Tensor, stage: int) -> torch.Tensor:
+        """r(t) = max(σ_min, t − t·n(t)/q^(s+1)), n(t) = 1 + k·sigmoid(−b·t) (ECT's mapping)."""
+        n = 1.0 + self.k * torch.sigmoid(-self.b * t)
+        return torch.clamp(t - t * n / self.q ** (stage + 1), min=self.sigma_min)
+
+    def draw_t(self, n: int, generator: torch.Generator, device, dtype) -> torch.Tensor:
+        """t with ln t ~ N(P_mean, P_std²), clamped to [σ_min, σ₁]."""
+        z = torch.randn(n, generator=generator, device=device, dtype=dtype)
+        return torch.exp(self.p_mean + self.p_std * z).clamp(self.sigma_min, self.sigma_max)
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Pseudo-Huber d(a, b) = √(‖a − b‖² + c²) − c per example."""
+        squared = (a - b).pow(2).flatten(1).sum(1)
+        return torch.sqrt(squared + self.c**2) - self.c
+
+    def describe(self) -> str:
+        return (
+            f"ECT: ln t ~ N({self.p_mean:.4g}, {self.p_std:.4g}²) on [{self.sigma_min:.4g}, "
+            f"{self.sigma_max:.4g}], r = t − t·(1 + {self.k:g}·sigmoid(−{self.b:.4g} t))/"
+            f"{self.q:g}^(stage + 1), stage = step // {self.stage_steps}, pseudo-Huber c "
+            f"{self.c:.4g}, weight 1/(t − r)"
+        )
+
+
+def from_config(t, sigmas: list[float], sigma_data: float, dim: int) -> ECT:
+    """The ECT constants a TrainConfig asks for, ``auto`` resolved for data of pixel standard
+    deviation ``sigma_data`` and ``dim`` values per example, on the ladder ``sigmas``."""
+    scale = sigma_data / EDM_SIGMA_DATA
+    return ECT(
+        sigma_min=float(min(sigmas)),
+        sigma_max=float(max(sigmas)),
+        p_mean=t.p_mean if t.p_mean != "auto" else ECT_P_MEAN + math.log(scale),
+        p_std=t.p_std,
+        q=t.ect_q,
+        k=t.ect_k,
+        b=t.ect_b if t.ect_b != "auto" else ECT_B / scale,
+        c=t.ect_c if t.ect_c != "auto" else ICT_C * math.sqrt(dim) * scale,
+        stage_steps=t.ect_stage_steps,
+    )
+
+
+def ect_loss(
+    model,
+    x: torch.Tensor,
+    ect: ECT,
+    *,
+    step: int,
+    generator: torch.Generator,
+    shard: tuple[int, int] = (0, 1),
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """ECT's loss on the batch ``x`` at training step ``step`` (module docstring).
+
+    ``model(x, σ)`` is the score of a consistency model, s = (f − x)/σ², so f = x + σ²·s: the
+    call goes through the model's forward (DistributedDataParallel and torch.compile see it).
+    ``shard`` as in :func:`ncsn.objectives.dsm_loss`.
+    """
+    rank, world = shard
+    n = x.shape[0] * world
+    t = ect.draw_t(n, generator, x.device, x.dtype)
+    z = torch.randn((n, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
+    t, z = t.chunk(world)[rank], z.chunk(world)[rank]
+    r = ect.r(t, ect.stage(step))
+    extra = () if labels is None else (labels,)
+    dropout_state = _rng_state(x.device)
+    f_t = _consistency(model, x + append_dims(t, x.dim()) * z, t, extra)
+    with torch.no_grad():  # the target: the same network, the same dropout mask, no gradient
+        _set_rng_state(x.device, dropout_state)
+        f_r = _consistency(model, x + append_dims(r, x.dim()) * z, r, extra)
+    gap = t - r
+    weight = torch.where(gap > 0, 1.0 / gap.clamp(min=torch.finfo(gap.dtype).tiny), 0.0)
+    return (weight * ect.distance(f_t, f_r.detach())).mean()
+
+
+def _consistency(model, x_noisy: torch.Tensor, sigma: torch.Tensor, extra) -> torch.Tensor:
+    """f(x, σ) = x + σ²·s(x, σ) from the model's forward (the score)."""
+    s = append_dims(sigma, x_noisy.dim())
+    return x_noisy + s * s * model(x_noisy, sigma, *extra).to(x_noisy.dtype)
+
+
+def _rng_state(device: torch.device):
+    """The generator dropout draws from (the global one of ``device``)."""
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+
+
+def _set_rng_state(device: torch.device, state) -> None:
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    else:
+        torch.set_rng_state(state)

@@ -1,0 +1,283 @@
+"""Issue 16, item 5: the consistency parameterization, ECT's loss, ``ncsn distill`` and the
+consistency sampler."""
+
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tiny import TINY_UNET, as_cli
+from torch import nn
+
+import ncsn.config as config
+import ncsn.consistency as consistency
+import ncsn.samplers.run as samplers
+from ncsn import checkpoint
+from ncsn.cli import main
+from ncsn.errors import NCSNError
+from ncsn.model import ScoreModel
+from ncsn.samplers.consistency import consistency_sampler
+from ncsn.training.state import load_run
+
+SIGMA_DATA, SIGMA_MIN = 0.37, 0.02
+
+
+class Net(nn.Module):
+    """A fixed smooth function of (x, σ) with one parameter, so the loss has a gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(0.7, dtype=torch.float64))
+
+    def forward(self, x, sigma):
+        return torch.sin(self.a * x) + 0.1 * torch.log(sigma)[:, None]
+
+
+def _model():
+    return ScoreModel(Net(), "consistency", sigma_data=SIGMA_DATA, sigma_min=SIGMA_MIN)
+
+
+def test_the_boundary_condition_holds_exactly():
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 4
+    model = _model()
+    assert torch.equal(model.denoise(x, SIGMA_MIN), x)
+    x32 = x.float()
+    assert torch.equal(model.float().denoise(x32, SIGMA_MIN), x32)
+
+
+def test_consistency_coefficients_are_the_formulas():
+    """Song et al. 2023, App. C: c_skip = σ_d²/((σ − σ_min)² + σ_d²),
+    c_out = (σ − σ_min)σ_d/√(σ² + σ_d²)."""
+    x = torch.tensor([[0.3, -1.2], [2.0, 0.5]], dtype=torch.float64)
+    sigma = torch.tensor([0.2, 5.0], dtype=torch.float64)
+    model = _model()
+    f = model.denoise(x, sigma)
+    for i in range(2):
+        s, sd = float(sigma[i]), SIGMA_DATA
+        c_skip = sd**2 / ((s - SIGMA_MIN) ** 2 + sd**2)
+        c_out = (s - SIGMA_MIN) * sd / math.sqrt(s**2 + sd**2)
+        c_in = 1 / math.sqrt(s**2 + sd**2)
+        F = torch.sin(0.7 * c_in * x[i]) + 0.1 * math.log(s)
+        assert torch.allclose(f[i], c_skip * x[i] + c_out * F, atol=1e-14, rtol=0)
+    assert torch.allclose(model.score(x, sigma), (f - x) / sigma[:, None] ** 2, atol=1e-12)
+
+
+ECT = consistency.ECT(
+    sigma_min=SIGMA_MIN, sigma_max=8.0, p_mean=-1.0, p_std=1.5, q=2.0, k=8.0, b=1.3, c=0.05,
+    stage_steps=10,
+)  # fmt: skip
+
+
+def test_the_mapping_shrinks_the_gap_by_q_each_stage():
+    t = torch.tensor([0.02, 0.05, 0.3, 1.0, 7.0], dtype=torch.float64)
+    for stage in range(6):
+        r = ECT.r(t, stage)
+        n = 1 + 8 * torch.sigmoid(-1.3 * t)
+        expected = torch.clamp(t - t * n / 2 ** (stage + 1), min=SIGMA_MIN)
+        assert torch.allclose(r, expected, rtol=1e-15, atol=0)
+        assert (r >= SIGMA_MIN).all() and (r <= t).all()
+    gap = [(t - ECT.r(t, s))[-1].item() for s in (3, 4)]
+    assert gap[1] == pytest.approx(gap[0] / 2, rel=1e-12)
+    assert (ECT.stage(0), ECT.stage(9), ECT.stage(10), ECT.stage(35)) == (0, 0, 1, 3)
+
+
+def test_the_loss_equals_a_hand_computation_on_a_fixed_batch():
+    x = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    model = _model()
+    step = 23  # stage 2
+    loss = consistency.ect_loss(
+        model, x, ECT, step=step, generator=torch.Generator().manual_seed(5)
+    )
+    gen = torch.Generator().manual_seed(5)  # the same draws, in the same order: t, then z
+    t = torch.exp(-1.0 + 1.5 * torch.randn(6, generator=gen, dtype=torch.float64))
+    t = t.clamp(SIGMA_MIN, 8.0)
+    z = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    total = 0.0
+    for i in range(6):
+        ti = float(t[i])
+        ri = max(SIGMA_MIN, ti - ti * (1 + 8 / (1 + math.exp(1.3 * ti))) / 2**3)
+
+        def f(v, s):
+            c_skip = SIGMA_DATA**2 / ((s - SIGMA_MIN) ** 2 + SIGMA_DATA**2)
+            c_out = (s - SIGMA_MIN) * SIGMA_DATA / math.sqrt(s**2 + SIGMA_DATA**2)
+            c_in = 1 / math.sqrt(s**2 + SIGMA_DATA**2)
+            return c_skip * v + c_out * (torch.sin(0.7 * c_in * v) + 0.1 * math.log(s))
+
+        diff = f(x[i] + ti * z[i], ti) - f(x[i] + ri * z[i], ri)
+        d = math.sqrt(float(diff.pow(2).sum()) + 0.05**2) - 0.05
+        total += d / (ti - ri) if ti > ri else 0.0
+    assert loss.item() == pytest.approx(total / 6, rel=1e-9)
+    loss.backward()  # the gradient flows through f(x_t, t) only (the target has none)
+    assert model.net.a.grad is not None and model.net.a.grad.abs() > 0
+
+
+def test_an_example_at_sigma_min_has_weight_zero_not_nan():
+    ect = consistency.ECT(SIGMA_MIN, 8.0, -50.0, 0.01, 2.0, 8.0, 1.0, 0.0, 10)  # t = σ_min
+    x = torch.randn(4, 3, dtype=torch.float64)
+    loss = consistency.ect_loss(_model(), x, ect, step=0, generator=torch.Generator())
+    assert loss.item() == 0.0
+
+
+def test_auto_constants_move_ect_to_the_datas_scale():
+    t = config.TrainConfig(objective="ect")
+    ect = consistency.from_config(t, [16.0, 1.0, 0.01], sigma_data=0.25, dim=784)
+    assert ect.p_mean == pytest.approx(-1.1 + math.log(0.5))
+    assert ect.b == pytest.approx(2.0) and ect.c == pytest.approx(0.00054 * 28 * 0.5)
+    assert (ect.sigma_min, ect.sigma_max) == (0.01, 16.0)
+
+
+class GaussianConsistency:
+    """The exact consistency function of data N(μ, s²I): the probability-flow ODE moves
+    x − μ by √(s² + σ²) (Karras et al. 2022, Eq. 3 for a Gaussian), so
+    f(x, σ) = μ + (x − μ)·√(s² + σ_min²)/√(s² + σ²)."""
+
+    def __init__(self, mu, s, sigma_min):
+        self.mu, self.s, self.sigma_min = mu, s, sigma_min
+
+    def denoise(self, x, sigma):
+        scale = math.sqrt(self.s**2 + self.sigma_min**2) / torch.sqrt(self.s**2 + sigma**2)
+        return self.mu + (x - self.mu) * scale[:, None]
+
+
+def test_one_jump_of_the_exact_consistency_function_is_the_odes_endpoint():
+    mu, s, s_min, s_max = 1.5, 0.4, 0.01, 30.0
+    oracle = GaussianConsistency(mu, s, s_min)
+    gen = torch.Generator().manual_seed(0)
+    x = consistency_sampler(oracle, (200_000, 1), [s_max], generator=gen,
+                            sigma_min=s_min, mean=torch.tensor([mu]))  # fmt: skip
+    # start N(μ, σ₁²): one jump scales the spread by √(s² + σ_min²)/√(s² + σ₁²)
+    want = s_max * math.sqrt(s**2 + s_min**2) / math.sqrt(s**2 + s_max**2)
+    assert x.mean().item() == pytest.approx(mu, abs=0.01)
+    assert x.std().item() == pytest.approx(want, rel=0.01)
+
+
+def test_two_jumps_renoise_from_the_first_jump_and_count_two_evaluations():
+    oracle = GaussianConsistency(0.0, 1.0, 0.01)
+    seen = []
+    x = consistency_sampler(oracle, (4, 3), [20.0, 0.5], generator=torch.Generator().manual_seed(3),
+                            sigma_min=0.01, callback=seen.append)  # fmt: skip
+    gen = torch.Generator().manual_seed(3)
+    x0 = oracle.denoise(20.0 * torch.randn(4, 3, generator=gen), torch.full((4,), 20.0))
+    x1 = x0 + math.sqrt(0.5**2 - 0.01**2) * torch.randn(4, 3, generator=gen)
+    assert torch.equal(x, oracle.denoise(x1, torch.full((4,), 0.5)))
+    assert [state["nfe"] for state in seen] == [1, 2]
+
+
+# --- ncsn distill on a tiny edm run ---------------------------------------------------------
+
+TEACHER = [*TINY_UNET, "model.parameterization=edm", "train.batch_size=16", "train.steps=4"]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    run = tmp_path_factory.mktemp("teacher") / "run"
+    assert main(["train", "--run-dir", str(run), "--no-progress", *as_cli(TEACHER)]) == 0
+    return run
+
+
+def _tensors(run):
+    return load_file(str(checkpoint.list_checkpoints(run / "checkpoints")[-1][1]))
+
+
+def test_distill_starts_from_the_teacher_and_samples_in_one_and_two_jumps(teacher, tmp_path):
+    out = tmp_path / "student"
+    args = ["distill", str(teacher), "--out", str(out), "--steps", "4", "--no-progress",
+            "--set", "train.ect_stage_steps=2"]  # fmt: skip
+    assert main(args) == 0
+    student, sched, cfg, meta = load_run(out)
+    assert cfg.model.parameterization == "consistency" and cfg.train.objective == "ect"
+    assert cfg.train.init_from == str(teacher) and meta["step"] == 4
+    teacher_model, teacher_sched, _, _ = load_run(teacher)
+    # the teacher's ladder: the same ends, the same levels up to float32 rounding
+    assert (sched.sigmas[0], sched.sigmas[-1]) == (
+        teacher_sched.sigmas[0],
+        teacher_sched.sigmas[-1],
+    )
+    assert sched.sigmas == pytest.approx(teacher_sched.sigmas, rel=1e-6)
+    assert student.sigma_min == pytest.approx(min(teacher_sched.sigmas))
+    x = torch.rand(3, 1, 8, 8)
+    assert torch.equal(student.denoise(x, student.sigma_min), x)
+    for steps in (1, 2):
+        images, info = samplers.draw(student, sched, 6, (1, 8, 8), seed=2, sampler="consistency",
+                                     steps=steps)  # fmt: skip
+        again, _ = samplers.draw(student, sched, 6, (1, 8, 8), seed=2, sampler="consistency",
+                                 steps=steps)  # fmt: skip
+        assert info["nfe"] == steps and torch.equal(images, again)
+        assert torch.isfinite(images).all()
+
+
+def test_a_resumed_distillation_gives_the_same_bytes(teacher, tmp_path):
+    common = [
+        "--no-progress",
+        "--set",
+        "train.ect_stage_steps=2",
+        "--set",
+        "train.checkpoint_every=3",
+    ]
+    assert (
+        main(["distill", str(teacher), "--out", str(tmp_path / "once"), "--steps", "6", *common])
+        == 0
+    )
+    split = tmp_path / "split"
+    assert main(["distill", str(teacher), "--out", str(split), "--steps", "3", *common]) == 0
+    assert main(["distill", str(teacher), "--out", str(split), "--steps", "6", *common]) == 0
+    a, b = _tensors(tmp_path / "once"), _tensors(split)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_minutes_stop_with_a_checkpoint_and_a_rerun_continues(teacher, tmp_path, capsys):
+    out = tmp_path / "timed"
+    args = ["distill", str(teacher), "--out", str(out), "--minutes", "0.0001", "--no-progress"]
+    assert main(args) == 0
+    first = checkpoint.list_checkpoints(out / "checkpoints")[-1][0]
+    assert first >= 1 and "stopped after" in capsys.readouterr().out
+    assert main(args) == 0
+    assert checkpoint.list_checkpoints(out / "checkpoints")[-1][0] > first
+
+
+def test_distill_refuses_bad_requests(teacher, tmp_path, capsys):
+    s = str(tmp_path / "s")
+    cases = [
+        (["distill", str(tmp_path / "none"), "--out", s], "run directory not found"),
+        (["distill", str(teacher), "--out", str(teacher)], "is the teacher's run directory"),
+        (["distill", str(teacher), "--out", s, "--minutes", "-1"], "--minutes -1"),
+        (["distill", str(teacher), "--out", s, "--steps", "0"], "--steps 0"),
+        (["distill", str(teacher), "--out", s, "--set", "train.ect_q=1"], "train.ect_q = 1"),
+    ]
+    for args, words in cases:
+        assert main(args) == 2
+        assert words in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()  # refused before anything was written
+    with pytest.raises(SystemExit) as e:
+        main(
+            [
+                "distill",
+                str(teacher),
+                "--out",
+                str(tmp_path / "s"),
+                "--steps",
+                "3",
+                "--minutes",
+                "1",
+            ]
+        )
+    assert e.value.code == 2
+    noise = tmp_path / "noise"
+    assert main(["train", "--run-dir", str(noise), "--no-progress",
+                 *as_cli([*TINY_UNET, "train.batch_size=16", "train.steps=1"])]) == 0  # fmt: skip
+    assert main(["distill", str(noise), "--out", str(tmp_path / "s2")]) == 2
+    assert "needs an edm run" in capsys.readouterr().err
+    assert main(["sample", str(teacher), "--sampler", "consistency", "--n", "2"]) == 2
+    assert "not a consistency model" in capsys.readouterr().err
+
+
+def test_ect_and_the_consistency_parameterization_go_together():
+    for overrides, field in [
+        (["train.objective=ect"], "train.objective"),
+        (["model.parameterization=consistency"], "model.parameterization"),
+        (["train.objective=ect", "model.parameterization=consistency", "model.net=refinenet"],
+         "train.objective"),
+    ]:  # fmt: skip
+        with pytest.raises(NCSNError, match=field):
+            config.load(None, overrides)
