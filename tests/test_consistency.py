@@ -179,11 +179,16 @@ def _tensors(run):
     return load_file(str(checkpoint.list_checkpoints(run / "checkpoints")[-1][1]))
 
 
-def test_distill_starts_from_the_teacher_and_samples_in_one_and_two_jumps(teacher, tmp_path):
+def test_distill_starts_from_the_teacher_and_samples_in_one_and_two_jumps(
+    teacher, tmp_path, capsys
+):
     out = tmp_path / "student"
     args = ["distill", str(teacher), "--out", str(out), "--steps", "4", "--no-progress",
             "--set", "train.ect_stage_steps=2"]  # fmt: skip
     assert main(args) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert "objective: ect; ECT: ln t ~ N(" in capsys.readouterr().out
     student, sched, cfg, meta = load_run(out)
     assert cfg.model.parameterization == "consistency" and cfg.train.objective == "ect"
     assert cfg.train.init_from == str(teacher) and meta["step"] == 4

@@ -6,12 +6,14 @@ import argparse
 import csv
 import dataclasses
 import json
+import math
 import textwrap
 from pathlib import Path
 
 import torch
 
 import ncsn.config as config
+import ncsn.consistency as consistency
 import ncsn.limits as limits
 import ncsn.noise_levels as noise_levels
 import ncsn.schedule as schedule
@@ -69,6 +71,9 @@ def cmd_info(args) -> None:
         t, sched.tensor(), cfg.model.parameterization, cfg.model.sigma_data,
         data_std if isinstance(data_std, float) and data_std > 0 else noise_levels.EDM_SIGMA_DATA,
     )  # fmt: skip
+    if t.objective == "ect":  # the consistency tuning's own σ law and constants
+        dim = math.prod(meta["data_shape"])
+        levels = consistency.from_config(t, sched.sigmas, cfg.model.sigma_data, dim)
     print(f"objective: {t.objective}; {levels.describe()}")
     if cfg.model.parameterization == "edm" or cfg.model.input_scaling:
         print(f"σ_data: {cfg.model.sigma_data:.6g}")
