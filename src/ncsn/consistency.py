@@ -35,12 +35,12 @@ from dataclasses import dataclass
 
 import torch
 
+from ncsn.noise_levels import EDM_SIGMA_DATA
 from ncsn.schedule import append_dims
 
 ECT_P_MEAN, ECT_P_STD = -1.1, 2.0  # Geng et al. 2024, ct_train.py defaults (σ_d = 0.5)
 ECT_Q, ECT_K, ECT_B = 2.0, 8.0, 1.0  # ibid., the sigmoid mapping's q, k, b
 ICT_C = 0.00054  # Song & Dhariwal 2023, §3.3: c = 0.00054·√D for data in [−1, 1]
-EDM_SIGMA_DATA = 0.5
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import ncsn.samplers.conditioning as conditioning
 import ncsn.schedule as schedule
 from ncsn.devices import model_device
 from ncsn.errors import NCSNError
+from ncsn.noise_levels import EDM_SIGMA_DATA
 from ncsn.samplers.consistency import consistency_sampler
 from ncsn.samplers.langevin import annealed_langevin
 from ncsn.samplers.multistep import dpmpp_2m_sampler, dpmpp_2m_sde_sampler, ipndm_sampler
@@ -182,7 +183,9 @@ def resolve(
     default middle σ)."""
     if sampler == "consistency":
         steps = steps or 1
-        mid = opts.sigma_mid if opts.sigma_mid is not None else ECT_MID * sigma_data / 0.5
+        mid = (
+            opts.sigma_mid if opts.sigma_mid is not None else ECT_MID * sigma_data / EDM_SIGMA_DATA
+        )
         if steps > 1 and not sched.sigma_min <= mid < sched.sigma_max:
             raise NCSNError(
                 f"--sigma-mid {mid:g}: expected a σ in [σ_L, σ₁) = [{sched.sigma_min:.4g}, "
