@@ -1,5 +1,8 @@
 """Tiny runs (seconds on one CPU thread) shared by the tests: an image U-Net and a toy MLP."""
 
+import pytest
+import torch
+
 TINY_UNET = [
     "schedule.sigma_max=3.0",
     "model.channels=8",
@@ -28,3 +31,13 @@ TINY_TOY = [
 def as_cli(overrides: list[str]) -> list[str]:
     """["a=1", "b=2"] → ["--set", "a=1", "--set", "b=2"]."""
     return [arg for item in overrides for arg in ("--set", item)]
+
+
+def recorded(table: dict):
+    """``table``'s entry for this CPU's vector kernels (``torch.backends.cpu.get_cpu_capability``:
+    AVX-512 and AVX2 kernels round float sums differently, so training's bytes differ), or a skip
+    that names the capability when nothing was recorded for it."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in table:
+        pytest.skip(f"no bytes recorded for CPU capability {capability} (only {', '.join(table)})")
+    return table[capability]
