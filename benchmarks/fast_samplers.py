@@ -4,8 +4,10 @@ What it measures: sample quality against the number of network evaluations (NFE)
 few-step samplers of ``ncsn.samplers.run`` — ``ipndm`` (Zhang & Chen 2023), ``dpmpp_2m`` and
 ``dpmpp_2m_sde`` (Lu et al. 2022) at 4, 6, 8, 10, 15 and 20 NFE — next to the Heun ``ode``
 (Karras et al. 2022, Alg. 1) at 5, 9 and 19 NFE, all with the library's default options, on
-a trained run of configs/mnist.yaml (``--run``); and, separately, their wall time on 2 CPU
-threads. ``restart`` (Xu et al. 2023) can be asked for in ``--jobs`` but is not in the default.
+a trained run of configs/mnist.yaml (``--run``); the consistency model distilled from it by
+``ncsn distill`` (``--cm-run``; ``consistency`` at 1 and 2 NFE, Song et al. 2023, Alg. 1) when
+``--jobs`` names it; and, separately, their wall time on 2 CPU threads. ``restart`` (Xu et al.
+2023) can be asked for in ``--jobs`` but is not in the default.
 
 Protocol (benchmarks/mnist.py's): the data are the 10,000 MNIST t10k digits; the run trained on
 the first 8,000, the last 2,000 are held out. Each job SAMPLER:NFE:SEED draws ``--n`` = 1,000
@@ -26,13 +28,18 @@ gives, per sampler and NFE, the median over seeds (min–max for the held-out FD
     python benchmarks/fast_samplers.py --stage time --run /tmp/mnist14/runs/default
     python benchmarks/fast_samplers.py --smoke --out /tmp/x   # tiny run trained here, seconds
 
-``--stage sample`` writes OUT/samples/default-SAMPLER-STEPS-seedK.npz (uint8 (N, H, W, C), key
-``images``; ``info``: JSON of how it was drawn) and skips a set whose file exists (``--force``
-redraws it); ``--stage score`` scores every such set there (only this benchmark's sampler names)
-into OUT/fast_samplers.json and OUT/fast_samplers.png and prints the table; ``--stage time``
-draws ``--n`` samples of each ``--time-jobs`` SAMPLER:NFE with ``--threads`` (2) torch threads
-and writes the wall seconds to OUT/fast_samplers_time.json. ``--stage all`` (the default) runs
-the three in turn. OUT defaults to benchmarks/results/mnist.
+``--stage sample`` writes OUT/samples/RECIPE-SAMPLER-STEPS-seedK.npz (``--recipe``, the name
+of the trained model, ``default`` for the issue-14 run; uint8 (N, H, W, C), key ``images``;
+``info``: JSON of how it was drawn) and skips a set whose file exists (``--force`` redraws it);
+``--stage score`` scores every such set of ``--recipe`` there (only this benchmark's sampler
+names) into OUT/fast_samplers.json and OUT/fast_samplers.png (``fast_samplers_RECIPE.*`` for
+another recipe) and prints the table; ``--stage time`` draws ``--n`` samples of each
+``--time-jobs`` SAMPLER:NFE with ``--threads`` (2) torch threads and writes the wall seconds to
+OUT/fast_samplers_time.json (``fast_samplers_RECIPE_time.json``), with ``--compile`` also
+under torch.compile (the compile itself in an untimed warm-up of one full batch).
+``--channels-last`` keeps the network's weights in torch.channels_last (on one input channel
+the same bytes, 1.3–1.5× faster on an AMD EPYC). ``--stage all`` (the default) runs the three
+in turn. OUT defaults to benchmarks/results/mnist.
 """
 
 from __future__ import annotations
@@ -78,7 +85,8 @@ TINY = [
 ]
 FAST = ("ipndm", "dpmpp_2m", "dpmpp_2m_sde")
 GITS = ("ipndm_gits",)  # ipndm on the run's GITS levels (ncsn.samplers.gits), made here first
-KNOWN = ("ode", "churn", *FAST, *GITS, "restart")  # the names this benchmark writes and scores
+# the names this benchmark writes and scores; consistency samples --cm-run, the others --run
+KNOWN = ("ode", "churn", *FAST, *GITS, "restart", "consistency")
 SEEDS = (0, 1, 2)
 DEFAULT_JOBS = ",".join(
     [f"{s}:{nfe}:{seed}" for s in FAST for nfe in (4, 6, 8, 10, 15, 20) for seed in SEEDS]
@@ -87,12 +95,14 @@ DEFAULT_JOBS = ",".join(
 )
 SMOKE_JOBS = "ipndm:4:0,dpmpp_2m:4:0,dpmpp_2m_sde:4:0,ode:5:0,ipndm_gits:4:0"
 GITS_WARMUP, GITS_GRID = 256, 64  # `ncsn steps` defaults: warm-up trajectories, fine-grid levels
-SET_NAME = re.compile(rf"^default-({'|'.join(KNOWN)})-(\d+)-seed(\d+)\.npz$")
+SET_NAME = re.compile(rf"^([a-z0-9_]+)-({'|'.join(KNOWN)})-(\d+)-seed(\d+)\.npz$")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--run", default="/tmp/mnist14/runs/default", help="trained run directory")
+    p.add_argument("--recipe", default="default", help="the run's name in the files written")
+    p.add_argument("--cm-run", help="the consistency model (ncsn distill) of --run's teacher")
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist"))
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--classifier", default=str(RESULTS / "classifier.safetensors"))
@@ -107,18 +117,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="redraw sets whose file exists")
     p.add_argument("--time-jobs", default="ipndm:10,dpmpp_2m:10", help="SAMPLER:NFE to time")
     p.add_argument("--threads", type=int, default=2, help="torch threads of --stage time")
+    p.add_argument("--compile", action="store_true", help="--stage time: also torch.compile")
+    p.add_argument("--channels-last", action="store_true", help="weights in channels_last")
     p.add_argument("--smoke", action="store_true", help="a tiny run trained here, tiny sets")
     args = p.parse_args(argv)
     if args.smoke:
         # 1 thread: the smoke checks the plumbing, not the speed, and runs inside the test suite
-        args.n, args.jobs, args.threads = 16, SMOKE_JOBS, 1
-        args.time_jobs = "ipndm:4,dpmpp_2m:4,ipndm_gits:4"
+        args.n, args.jobs, args.threads = 16, SMOKE_JOBS + ",consistency:1:0,consistency:2:0", 1
+        args.time_jobs = "ipndm:4,dpmpp_2m:4,ipndm_gits:4,consistency:2"
+    if not re.fullmatch(r"[a-z0-9_]+", args.recipe):
+        raise SystemExit(f"--recipe {args.recipe!r}: expected lower-case letters, digits and _")
     return args
 
 
 def steps_for(sampler: str, nfe: int) -> int:
     """The N of ``sampler`` that costs ``nfe`` evaluations (NFE formulas of ncsn.samplers.run)."""
-    if sampler in FAST or sampler in GITS:  # NFE = N: one evaluation per level, none at σ = 0
+    if sampler in (*FAST, *GITS, "consistency"):  # NFE = N: one evaluation per level (jump)
         return nfe
     if sampler in ("ode", "churn"):  # NFE = 2N − 1: Heun, Euler only on the last step to σ = 0
         if nfe % 2 == 0 or nfe < 1:
@@ -163,6 +177,15 @@ def smoke_run(args, out: Path) -> Path:
     return run_dir
 
 
+def smoke_distill(teacher: Path, out: Path) -> Path:
+    """Two steps of ``ncsn distill`` on the smoke run (its consistency model)."""
+    from ncsn.commands.distill import distill_config  # the command's derivation of the config
+
+    cm_dir = out / "runs" / "smoke_cm"
+    train(distill_config(teacher, cm_dir, 2, []), progress=False, log=lambda m: None)
+    return cm_dir
+
+
 def load(args, run_dir: Path):
     """(model, schedule, metadata) of ``run_dir``; a run trained before issue 14 records no μ,
     so the deterministic samplers' start N(μ, σ₁² I) gets the training digits' mean computed
@@ -170,7 +193,25 @@ def load(args, run_dir: Path):
     model, sched, _, meta = load_run(run_dir, log=lambda m: None)
     if sched.data_mean is None:
         sched.data_mean = schedule.data_mean(digits(args)[0])
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
     return model, sched, meta
+
+
+class Runs:
+    """The teacher (``--run``) and, loaded when a job first asks, its consistency model."""
+
+    def __init__(self, args, run_dir: Path, cm_dir: Path | None):
+        self.args, self.dirs, self.loaded = args, {"teacher": run_dir, "cm": cm_dir}, {}
+
+    def __call__(self, sampler: str):
+        """(run directory, model, schedule, metadata) that ``sampler`` draws from."""
+        which = "cm" if sampler == "consistency" else "teacher"
+        if self.dirs[which] is None:
+            raise SystemExit(f"{sampler}: needs --cm-run (a run of ncsn distill)")
+        if which not in self.loaded:
+            self.loaded[which] = load(self.args, self.dirs[which])
+        return (self.dirs[which], *self.loaded[which])
 
 
 def gits_schedules(args, out: Path, model, sched, meta, levels: list[int]) -> dict:
@@ -209,23 +250,31 @@ def draw(model, sched, meta, sampler: str, nfe: int, n: int, seed: int) -> tuple
     return images, info
 
 
-def sample(args, out: Path, run_dir: Path) -> None:
+def with_gits(args, out: Path, runs: Runs, jobs: list[tuple]) -> None:
+    """The teacher's GITS levels for the N of every GITS job in ``jobs``, if any."""
+    levels = sorted({steps_for(job[0], job[1]) for job in jobs if job[0] in GITS})
+    if levels:
+        _, model, sched, meta = runs("ode")
+        sched.step_schedules = {"gits": gits_schedules(args, out, model, sched, meta, levels)}
+
+
+def sample(args, out: Path, runs: Runs) -> None:
     """Draw each SAMPLER:NFE:SEED set of ``--jobs`` into
-    OUT/samples/default-SAMPLER-STEPS-seedK.npz (a set whose file exists is kept, unless
+    OUT/samples/RECIPE-SAMPLER-STEPS-seedK.npz (a set whose file exists is kept, unless
     ``--force``)."""
     jobs = parse_jobs(args.jobs, 3)
-    model, sched, meta = load(args, run_dir)
     (out / "samples").mkdir(parents=True, exist_ok=True)
-    levels = sorted({steps_for(s, nfe) for s, nfe, _ in jobs if s in GITS})
-    if levels:
-        sched.step_schedules = {"gits": gits_schedules(args, out, model, sched, meta, levels)}
+    with_gits(args, out, runs, jobs)
     for sampler, nfe, seed in jobs:
-        path = out / "samples" / f"default-{sampler}-{steps_for(sampler, nfe)}-seed{seed}.npz"
+        name = f"{args.recipe}-{sampler}-{steps_for(sampler, nfe)}-seed{seed}.npz"
+        path = out / "samples" / name
         if path.exists() and not args.force:
             print(f"{path.name}: exists, kept (--force redraws it)", flush=True)
             continue
+        run_dir, model, sched, meta = runs(sampler)
         images, info = draw(model, sched, meta, sampler, nfe, args.n, seed)
-        info |= {"benchmark": "fast_samplers", "run": str(run_dir), "step": meta["step"]}
+        info |= {"benchmark": "fast_samplers", "run": str(run_dir), "step": meta["step"],
+                 "channels_last": args.channels_last}  # fmt: skip
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
         np.savez_compressed(tmp, images=to_uint8(images), info=json.dumps(info))
         tmp.replace(path)
@@ -242,8 +291,9 @@ def score(args, out: Path, train_x: torch.Tensor, held_x: torch.Tensor, command:
     metrics = HeldOutAndTraining(classifier_extractor(clf, args.classifier), clf, held_x, train_x)
 
     rows = []
-    for path in sorted((out / "samples").glob("default-*.npz")):
-        if not SET_NAME.match(path.name):
+    for path in sorted((out / "samples").glob(f"{args.recipe}-*.npz")):
+        match = SET_NAME.match(path.name)
+        if not match or match.group(1) != args.recipe:
             continue
         with np.load(path) as f:
             images, info = f["images"], json.loads(str(f["info"]))
@@ -252,7 +302,7 @@ def score(args, out: Path, train_x: torch.Tensor, held_x: torch.Tensor, command:
             continue
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
         # the file's name says the variant (ipndm_gits is ipndm on the GITS levels)
-        sampler = SET_NAME.match(path.name).group(1)
+        sampler = match.group(2)
         rows.append({"file": path.name, **info, "sampler": sampler, "metrics": metrics(x)})
         m = rows[-1]["metrics"]
         print(
@@ -272,10 +322,15 @@ def score(args, out: Path, train_x: torch.Tensor, held_x: torch.Tensor, command:
         "rows": rows,
         "table": table(rows, floor),
     }
-    atomic_write_bytes(out / "fast_samplers.json", json.dumps(record, indent=1).encode())
-    plot(rows, floor, out / "fast_samplers.png")
+    atomic_write_bytes(out / f"{stem(args)}.json", json.dumps(record, indent=1).encode())
+    plot(rows, floor, out / f"{stem(args)}.png")
     print(record["table"])
     return record
+
+
+def stem(args) -> str:
+    """OUT's file names: fast_samplers for the default recipe, fast_samplers_RECIPE otherwise."""
+    return "fast_samplers" if args.recipe == "default" else f"fast_samplers_{args.recipe}"
 
 
 def groups(rows: list[dict]) -> list[tuple[str, int, list[dict]]]:
@@ -342,31 +397,37 @@ def plot(rows: list[dict], floor: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def time_samplers(args, out: Path, run_dir: Path, command: str) -> dict:
+def time_samplers(args, out: Path, runs: Runs, command: str) -> dict:
     """Wall seconds of ``--n`` samples of each ``--time-jobs`` SAMPLER:NFE on ``--threads``
-    torch threads (fp32, under inference mode as the samplers run), after an untimed
-    2-sample warm-up; into OUT/fast_samplers_time.json."""
-    model, sched, meta = load(args, run_dir)
-    levels = sorted({steps_for(s, nfe) for s, nfe in parse_jobs(args.time_jobs, 2) if s in GITS})
-    if levels:
-        sched.step_schedules = {"gits": gits_schedules(args, out, model, sched, meta, levels)}
+    torch threads (fp32, under inference mode as the samplers run), after an untimed warm-up
+    (2 samples; with ``--compile`` the same again with the network compiled, warmed up on one
+    full batch of 250 so that the compile is not timed); into OUT/fast_samplers_time.json."""
+    jobs = parse_jobs(args.time_jobs, 2)
+    with_gits(args, out, runs, jobs)
     before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     rows = []
     try:
-        for sampler, nfe in parse_jobs(args.time_jobs, 2):
-            draw(model, sched, meta, sampler, nfe, 2, 0)  # warm-up, untimed
-            start = time.perf_counter()
-            _, info = draw(model, sched, meta, sampler, nfe, args.n, 0)
-            seconds = time.perf_counter() - start
-            rows.append({
-                "sampler": sampler, "nfe": nfe, "steps": info["steps"], "n": args.n,
-                "description": info["description"], "seconds": round(seconds, 3),
-                "seconds_per_1000": round(seconds * 1000 / args.n, 3),
-            })  # fmt: skip
-            print(f"time {sampler} NFE {nfe}: {args.n} samples in {seconds:.2f} s", flush=True)
+        for mode in ("eager", "compiled") if args.compile else ("eager",):
+            for sampler, nfe in jobs:
+                _, model, sched, meta = runs(sampler)
+                if mode == "compiled" and not hasattr(model.net, "_orig_mod"):
+                    model.net = torch.compile(model.net)
+                draw(model, sched, meta, sampler, nfe, 2 if mode == "eager" else 250, 0)
+                start = time.perf_counter()
+                _, info = draw(model, sched, meta, sampler, nfe, args.n, 0)
+                seconds = time.perf_counter() - start
+                rows.append({
+                    "sampler": sampler, "nfe": nfe, "steps": info["steps"], "n": args.n,
+                    "mode": mode, "channels_last": args.channels_last,
+                    "description": info["description"], "seconds": round(seconds, 3),
+                    "seconds_per_1000": round(seconds * 1000 / args.n, 3),
+                })  # fmt: skip
+                print(f"time {sampler} NFE {nfe} ({mode}): {args.n} samples in {seconds:.2f} s",
+                      flush=True)  # fmt: skip
     finally:
         torch.set_num_threads(before)
+    run_dir, _, _, meta = runs("ode")
     record = {
         "benchmark": "the fast samplers' wall time (MNIST, fp32, CPU)",
         "command": command,
@@ -377,11 +438,12 @@ def time_samplers(args, out: Path, run_dir: Path, command: str) -> dict:
         "machine": {
             "cpus": os.cpu_count(),
             "processor": platform.processor(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch": torch.__version__,
         },
         "rows": rows,
     }
-    atomic_write_bytes(out / "fast_samplers_time.json", json.dumps(record, indent=1).encode())
+    atomic_write_bytes(out / f"{stem(args)}_time.json", json.dumps(record, indent=1).encode())
     return record
 
 
@@ -394,15 +456,18 @@ def main(argv: list[str] | None = None) -> dict | None:
     out = Path(args.out)
     start = time.perf_counter()
     run_dir = Path(args.run)
+    cm_dir = Path(args.cm_run) if args.cm_run else None
     if args.smoke and args.stage in ("all", "sample", "time"):
         run_dir = smoke_run(args, out)
+        cm_dir = smoke_distill(run_dir, out)
+    runs = Runs(args, run_dir, cm_dir)
     record = None
     if args.stage in ("all", "sample"):
-        sample(args, out, run_dir)
+        sample(args, out, runs)
     if args.stage in ("all", "score"):
         record = score(args, out, *digits(args), command)
     if args.stage in ("all", "time"):
-        timing = time_samplers(args, out, run_dir, command)
+        timing = time_samplers(args, out, runs, command)
         record = timing if record is None else record | {"time": timing}
     print(f"{time.perf_counter() - start:.0f} s")
     return record

@@ -1,5 +1,6 @@
-"""benchmarks/fast_samplers.py --smoke: a tiny run trained on the shared MNIST digits, each fast
-sampler (and the Heun ODE) drawn at its NFE, scored like the MNIST benchmark and timed."""
+"""benchmarks/fast_samplers.py --smoke: a tiny run trained on the shared MNIST digits and its
+two-step distillation, each fast sampler (and the Heun ODE, and the consistency model at 1 and
+2 NFE) drawn at its NFE, scored like the MNIST benchmark and timed."""
 
 import importlib.util
 import json
@@ -14,7 +15,7 @@ MNIST = REPO.parent / "shared" / "data" / "mnist"
 CLASSIFIER = REPO / "benchmarks" / "results" / "mnist" / "classifier.safetensors"
 JOBS = {  # sampler, NFE, N
     ("ipndm", 4, 4), ("dpmpp_2m", 4, 4), ("dpmpp_2m_sde", 4, 4), ("ode", 5, 3),
-    ("ipndm_gits", 4, 4),
+    ("ipndm_gits", 4, 4), ("consistency", 1, 1), ("consistency", 2, 2),
 }  # fmt: skip
 
 
@@ -46,12 +47,15 @@ def test_smoke_run_draws_scores_and_times_the_fast_samplers(tmp_path):
     assert (tmp_path / "fast_samplers.png").stat().st_size > 0
     images = np.load(samples / "default-ipndm-4-seed0.npz")["images"]
     assert images.dtype == np.uint8 and images.shape == (16, 28, 28, 1)
+    (cm_row,) = [r for r in record["rows"] if r["sampler"] == "consistency" and r["nfe"] == 2]
+    assert cm_row["run"].endswith("smoke_cm") and cm_row["step"] == 2
 
     timing = json.loads((tmp_path / "fast_samplers_time.json").read_text())
     assert [(r["sampler"], r["nfe"]) for r in timing["rows"]] == [
         ("ipndm", 4),
         ("dpmpp_2m", 4),
         ("ipndm_gits", 4),
+        ("consistency", 2),
     ]
     assert all(r["seconds"] > 0 for r in timing["rows"])
 
