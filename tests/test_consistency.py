@@ -17,6 +17,7 @@ from ncsn.cli import main
 from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel
 from ncsn.samplers.consistency import consistency_sampler
+from ncsn.training.preview import save_preview
 from ncsn.training.state import load_run
 
 SIGMA_DATA, SIGMA_MIN = 0.37, 0.02
@@ -286,3 +287,23 @@ def test_ect_and_the_consistency_parameterization_go_together():
     ]:  # fmt: skip
         with pytest.raises(NCSNError, match=field):
             config.load(None, overrides)
+
+
+def test_the_preview_of_a_consistency_model_is_its_two_jump_sampler(teacher, tmp_path):
+    """A distillation's preview draws with the consistency sampler at 2 NFE, not annealed
+    Langevin's L·T evaluations (which took most of a 15-minute MNIST distillation)."""
+    out = tmp_path / "student"
+    args = ["distill", str(teacher), "--out", str(out), "--steps", "2", "--no-progress"]
+    assert main(args) == 0
+    student, sched, _, _ = load_run(out)
+    calls = []
+    student.net.register_forward_hook(lambda module, inputs, output: calls.append(len(output)))
+    save_preview(student, sched, (1, 8, 8), 5, 7, tmp_path / "preview.png")
+    assert calls == [5, 5]  # two evaluations of the 5 previewed examples
+    assert (tmp_path / "preview.png").stat().st_size > 0
+    teacher_model, teacher_sched, _, _ = load_run(teacher)
+    calls.clear()
+    teacher_model.net.register_forward_hook(lambda module, inputs, output: calls.append(1))
+    save_preview(teacher_model, teacher_sched, (1, 8, 8), 5, 7, tmp_path / "teacher.png")
+    # annealed Langevin: L·T steps and the final denoising step
+    assert len(calls) == teacher_sched.num_levels * teacher_sched.steps_per_level + 1
