@@ -65,6 +65,7 @@ import ncsn.samplers.gits as gits
 import ncsn.samplers.run as samplers
 import ncsn.schedule as schedule
 from ncsn.data.images import load_mnist
+from ncsn.devices import check_compile, compile_module
 from ncsn.files import atomic_write_bytes
 from ncsn.metrics.classifier import load_classifier
 from ncsn.metrics.evaluate import HeldOutAndTraining, classifier_extractor
@@ -208,12 +209,20 @@ class Runs:
 
     def __call__(self, sampler: str):
         """(run directory, model, schedule, metadata) that ``sampler`` draws from."""
-        which = "cm" if sampler == "consistency" else "teacher"
+        return self.get("cm" if sampler == "consistency" else "teacher")
+
+    def get(self, which: str):
+        """(run directory, model, schedule, metadata) of ``which``: teacher or cm."""
         if self.dirs[which] is None:
-            raise SystemExit(f"{sampler}: needs --cm-run (a run of ncsn distill)")
+            raise SystemExit("consistency: needs --cm-run (a run of ncsn distill)")
         if which not in self.loaded:
             self.loaded[which] = load(self.args, self.dirs[which])
         return (self.dirs[which], *self.loaded[which])
+
+    def compile(self) -> None:
+        """torch.compile the network of every run loaded so far (ncsn sample --compile's way)."""
+        for model, _, _ in self.loaded.values():
+            model.net = compile_module(model.net, torch.device("cpu"), "--compile")
 
 
 def gits_schedules(args, out: Path, model, sched, meta, levels: list[int]) -> dict:
@@ -256,7 +265,7 @@ def with_gits(args, out: Path, runs: Runs, jobs: list[tuple]) -> None:
     """The teacher's GITS levels for the N of every GITS job in ``jobs``, if any."""
     levels = sorted({steps_for(job[0], job[1]) for job in jobs if job[0] in GITS})
     if levels:
-        _, model, sched, meta = runs("ode")
+        _, model, sched, meta = runs.get("teacher")
         sched.step_schedules = {"gits": gits_schedules(args, out, model, sched, meta, levels)}
 
 
@@ -403,19 +412,23 @@ def time_samplers(args, out: Path, runs: Runs, command: str) -> dict:
     """Wall seconds of ``--n`` samples of each ``--time-jobs`` SAMPLER:NFE on ``--threads``
     torch threads (fp32, under inference mode as the samplers run), after an untimed warm-up
     (2 samples; with ``--compile`` the same again with the network compiled, warmed up on one
-    full batch of 250 so that the compile is not timed); into OUT/fast_samplers_time.json."""
+    full batch, 250 or --n if fewer, so that the compile is not timed); into
+    OUT/fast_samplers_time.json."""
     jobs = parse_jobs(args.time_jobs, 2)
+    if args.compile:  # before anything is timed: a missing C++ compiler fails here, in seconds
+        check_compile(torch.device("cpu"), "--compile")
     with_gits(args, out, runs, jobs)
     before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     rows = []
     try:
         for mode in ("eager", "compiled") if args.compile else ("eager",):
+            if mode == "compiled":
+                runs.compile()  # the eager pass loaded every run the jobs need
             for sampler, nfe in jobs:
                 _, model, sched, meta = runs(sampler)
-                if mode == "compiled" and not hasattr(model.net, "_orig_mod"):
-                    model.net = torch.compile(model.net)
-                draw(model, sched, meta, sampler, nfe, 2 if mode == "eager" else 250, 0)
+                warm_up = 2 if mode == "eager" else min(args.n, 250)
+                draw(model, sched, meta, sampler, nfe, warm_up, 0)
                 start = time.perf_counter()
                 _, info = draw(model, sched, meta, sampler, nfe, args.n, 0)
                 seconds = time.perf_counter() - start
@@ -429,7 +442,7 @@ def time_samplers(args, out: Path, runs: Runs, command: str) -> dict:
                       flush=True)  # fmt: skip
     finally:
         torch.set_num_threads(before)
-    run_dir, _, _, meta = runs("ode")
+    run_dir, _, _, meta = runs.get("teacher")
     record = {
         "benchmark": "the fast samplers' wall time (MNIST, fp32, CPU)",
         "command": command,
