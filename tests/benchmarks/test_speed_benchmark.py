@@ -39,3 +39,28 @@ def test_layers_mode_times_the_old_and_new_refinenet_layers_side_by_side(tmp_pat
         low, high = row["speedup_range"]
         assert low <= row["speedup"] <= high
     assert (tmp_path / "speed_smoke.json").exists()
+
+
+def test_profile_mode_lists_the_top_kernels_of_old_and_new_refinenet_and_of_the_unet(tmp_path):
+    main = runpy.run_path(str(ROOT / "benchmarks" / "speed.py"))["main"]
+    result = main(
+        ["--smoke", "--layers", "--profile", "--out", str(tmp_path), "--variants", "fp32"]
+    )
+    by_measure = {r["measure"].split(",")[0]: r for r in result["rows"]}
+    assert set(by_measure) == {
+        "RefineNet training step",
+        "RefineNet forward",
+        "U-Net training step",
+        "U-Net forward",
+    }
+    for name, row in by_measure.items():
+        contenders = ("old", "new") if name.startswith("RefineNet") else ("new",)
+        for contender in contenders:
+            top = row[contender]["top"]
+            assert row[contender]["total_s"] > 0 and top
+            shares = [op["share"] for op in top]
+            assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
+    # the training step runs the convolutions' backward; the forward under inference mode does not
+    step_ops = {op["op"] for op in by_measure["U-Net training step"]["new"]["top"]}
+    assert any("backward" in op for op in step_ops)
+    assert (tmp_path / "speed_smoke.json").exists()
