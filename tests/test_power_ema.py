@@ -220,7 +220,8 @@ def test_continuous_sigmas_are_refused_where_the_ladder_is_needed(capsys, tmp_pa
 # Issue 15 changed how ScoreModel computes a score; runs of the older parameterizations must
 # load and sample exactly as before. Hashes recorded with the code before the change (commit
 # 278864c): the final checkpoint's tensors, the score on a fixed input, and float samples, per
-# CPU capability (tiny.recorded): on an Intel CPU with AVX-512 and on an AMD EPYC with AVX2.
+# CPU kind (tiny.recorded): on an Intel CPU with AVX-512, on an AMD EPYC with AVX2 and on an
+# Intel Xeon with AMX (recorded there with the code of 278864c; today's code gives the same).
 OLD = {
     "AVX512": {
         "noise": ("65069644c30c333f07ca8f2c5630cd170aa5fbdd7ad3976732fd96f854e5740d",
@@ -249,6 +250,20 @@ OLD = {
                      "fedc6f40e370bb4b935048ea4dc936b546040bf7cf72e39248679f58bd662019",
                      "7e8c87b1fae221b160ce81e6e21fcdafbaeda1314b003e5fe51de879793e7e58",
                      "f96c93ca42f05d9ee6300783d589be2b52b440e3175a279fe5d70cf559bf5619"),
+    },
+    "AVX512+AMX": {
+        "noise": ("8ab32d3d571a0a474d973f17660dfca505ed1a20eb933e7653ebcf942699dcb9",
+                  "4a78debdf0bdc8613f8f68895866099ca99af6c51d03962924f1a6c4a96f4c93",
+                  "e6b097f5ad47bbd1fe869578b327a317a2e3ea9daac2e458cc77c79ed5781bff",
+                  "0414e182d7425c729d68db48bb6cfafc6179c18f484b99b8f862e65f9a498d5d"),
+        "score_sigma": ("ccaada6bbf765b55dc9e9dab825c2010dfd1d8993667022ca227a4de675e5dd1",
+                        "4a78debdf0bdc8613f8f68895866099ca99af6c51d03962924f1a6c4a96f4c93",
+                        "e6b097f5ad47bbd1fe869578b327a317a2e3ea9daac2e458cc77c79ed5781bff",
+                        "0414e182d7425c729d68db48bb6cfafc6179c18f484b99b8f862e65f9a498d5d"),
+        "denoiser": ("438d441a22f82930a1bb7b2b474139f868696038fb87b5fa0aca2a363ed3f408",
+                     "fedc6f40e370bb4b935048ea4dc936b546040bf7cf72e39248679f58bd662019",
+                     "7e8c87b1fae221b160ce81e6e21fcdafbaeda1314b003e5fe51de879793e7e58",
+                     "c42ca2923ad6572bb9a39223385197ae6b1d9a898a2228f4ca3bfedaf5a1e1f2"),
     },
 }  # fmt: skip
 # (noise and score_sigma agree past the checkpoint: the U-Net's last layer starts at zero, so

@@ -4,14 +4,16 @@ any of these bytes must say so (and why) in its commit and update the hash here.
 
 Training's bytes depend on the CPU's vector kernels (PyTorch picks AVX-512 or AVX2 kernels at
 run time, and their float sums round differently), so the checkpoint hash is recorded per
-``torch.backends.cpu.get_cpu_capability()``: both were recorded with the code of commit b363adc,
-on an Intel CPU with AVX-512 and on an AMD EPYC with AVX2. The samples are uint8 and agree.
+CPU kind (``tiny.cpu_kind``: ``torch.backends.cpu.get_cpu_capability()``, +AMX where the CPU has
+AMX tiles): all were recorded with the code of commit b363adc, on an Intel CPU with AVX-512 (its
+AMX flag was not recorded), on an AMD EPYC with AVX2 and on an Intel Xeon with AMX. The samples are uint8 and agree.
 A CPU of another capability has nothing to compare with and is skipped with that reason."""
 
 import hashlib
 
 import numpy as np
 import pytest
+import torch
 from safetensors.numpy import load_file
 from tiny import TINY_UNET, as_cli, recorded
 
@@ -30,6 +32,7 @@ TINY = as_cli(
 CHECKPOINTS = {
     "AVX512": "65069644c30c333f07ca8f2c5630cd170aa5fbdd7ad3976732fd96f854e5740d",
     "AVX2": "2dc930b33d6b2e24112aa327b596db846712bcde65b5240edf1f98785b15a7ab",
+    "AVX512+AMX": "8ab32d3d571a0a474d973f17660dfca505ed1a20eb933e7653ebcf942699dcb9",
 }
 SAMPLES = {
     ("ald", 2): "27a83c194b21a167a5e933109a236ba1d07cc4db795b01a36cc3e4e4790af60f",
@@ -42,6 +45,9 @@ SAMPLES = {
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
+    # one thread, as every test runs (conftest): this module-scoped fixture is set up before
+    # the function-scoped autouse fixture, and on the AMX CPU the bytes depend on the threads
+    torch.set_num_threads(1)
     run = tmp_path_factory.mktemp("golden") / "run"
     assert main(["train", "--config", "digits", *TINY, "--run-dir", str(run), "--no-progress"]) == 0
     return run

@@ -1,5 +1,7 @@
 """Tiny runs (seconds on one CPU thread) shared by the tests: an image U-Net and a toy MLP."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -33,11 +35,24 @@ def as_cli(overrides: list[str]) -> list[str]:
     return [arg for item in overrides for arg in ("--set", item)]
 
 
-def recorded(table: dict):
-    """``table``'s entry for this CPU's vector kernels (``torch.backends.cpu.get_cpu_capability``:
-    AVX-512 and AVX2 kernels round float sums differently, so training's bytes differ), or a skip
-    that names the capability when nothing was recorded for it."""
+def cpu_kind() -> str:
+    """The CPU's vector kernels as the golden hashes tell them apart: PyTorch's capability
+    (``torch.backends.cpu.get_cpu_capability``: AVX-512 and AVX2 kernels round float sums
+    differently), with ``+AMX`` where the CPU has AMX tiles (Linux's ``amx_tile`` flag: on an
+    Intel Xeon with AMX, oneDNN's kernels gave a third set of training bytes, the same from the
+    old and today's code)."""
     capability = torch.backends.cpu.get_cpu_capability()
-    if capability not in table:
-        pytest.skip(f"no bytes recorded for CPU capability {capability} (only {', '.join(table)})")
-    return table[capability]
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: the capability alone
+        return capability
+    return f"{capability}+AMX" if "amx_tile" in flags else capability
+
+
+def recorded(table: dict):
+    """``table``'s entry for this CPU's kind (``cpu_kind``), or a skip that names the kind when
+    nothing was recorded for it."""
+    kind = cpu_kind()
+    if kind not in table:
+        pytest.skip(f"no bytes recorded for CPU kind {kind} (only {', '.join(table)})")
+    return table[kind]

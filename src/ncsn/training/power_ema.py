@@ -127,8 +127,13 @@ def coefficients(
     b = profile_products(t, g, 1.0, target_gamma)
     c = np.linalg.lstsq(gram, b, rcond=1e-12)[0]
     norm2 = float(profile_products(1.0, target_gamma, 1.0, target_gamma))
-    residual2 = norm2 - 2 * float(c @ b) + float(c @ gram @ c)
-    return c, math.sqrt(max(residual2, 0.0) / norm2)
+    # ‖Σ cᵢ pᵢ − p‖² = vᵀ A v with v = (c, −1) and A the Gram matrix of (p₁ … pₙ, p), summed
+    # over A's eigenvectors as Σ λₖ (uₖ·v)²: written out as n − 2c·b + cᵀGc it cancels to
+    # float64 noise (relative errors below ~1e-8 came out as that noise on some CPUs)
+    aug = np.block([[gram, b[:, None]], [b[None, :], np.array([[norm2]])]])
+    lam, u = np.linalg.eigh(aug)
+    residual2 = float(np.sum(np.clip(lam, 0.0, None) * (u.T @ np.append(c, -1.0)) ** 2))
+    return c, math.sqrt(residual2 / norm2)
 
 
 def reconstruct(run_dir: Path, std: float, step: int | None = None) -> tuple[dict, dict]:
