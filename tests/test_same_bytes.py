@@ -6,8 +6,9 @@ Training's bytes depend on the CPU's vector kernels (PyTorch picks AVX-512 or AV
 run time, and their float sums round differently), so the checkpoint hash is recorded per
 CPU kind (``tiny.cpu_kind``: ``torch.backends.cpu.get_cpu_capability()``, +AMX where the CPU has
 AMX tiles): all were recorded with the code of commit b363adc, on an Intel CPU with AVX-512 (its
-AMX flag was not recorded), on an AMD EPYC with AVX2 and on an Intel Xeon with AMX. The samples are uint8 and agree.
-A CPU of another capability has nothing to compare with and is skipped with that reason."""
+AMX flag was not recorded), on an AMD EPYC with AVX2 and on an Intel Xeon with AMX. The samples
+are uint8 and agree. A CPU of another kind has nothing to compare with and is skipped with that
+reason."""
 
 import hashlib
 
