@@ -14,7 +14,6 @@ import hashlib
 
 import numpy as np
 import pytest
-import torch
 from safetensors.numpy import load_file
 from tiny import TINY_UNET, as_cli, recorded
 
@@ -46,9 +45,6 @@ SAMPLES = {
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    # one thread, as every test runs (conftest): this module-scoped fixture is set up before
-    # the function-scoped autouse fixture, and on the AMX CPU the bytes depend on the threads
-    torch.set_num_threads(1)
     run = tmp_path_factory.mktemp("golden") / "run"
     assert main(["train", "--config", "digits", *TINY, "--run-dir", str(run), "--no-progress"]) == 0
     return run
