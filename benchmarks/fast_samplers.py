@@ -71,7 +71,7 @@ from ncsn.metrics.classifier import load_classifier
 from ncsn.metrics.evaluate import HeldOutAndTraining, classifier_extractor
 from ncsn.training.loop import train
 from ncsn.training.state import load_run
-from ncsn.viz import to_uint8
+from ncsn.viz import quantize, to_uint8
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "mnist"
@@ -98,6 +98,8 @@ DEFAULT_JOBS = ",".join(
 )
 SMOKE_JOBS = "ipndm:4:0,dpmpp_2m:4:0,dpmpp_2m_sde:4:0,ode:5:0,ipndm_gits:4:0"
 GITS_WARMUP, GITS_GRID = 256, 64  # `ncsn steps` defaults: warm-up trajectories, fine-grid levels
+MIDS = (0.15, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4)  # --stage mid's default middle σ values
+MID_SEED = 100  # --stage mid draws with a seed none of the reported sets uses
 SET_NAME = re.compile(rf"^([a-z0-9_]+)-({'|'.join(KNOWN)})-(\d+)-seed(\d+)\.npz$")
 
 
@@ -109,7 +111,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist"))
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--classifier", default=str(RESULTS / "classifier.safetensors"))
-    p.add_argument("--stage", choices=["all", "sample", "score", "time"], default="all")
+    p.add_argument("--stage", choices=["all", "sample", "score", "time", "mid"], default="all")
     p.add_argument(
         "--jobs",
         default=DEFAULT_JOBS,
@@ -122,6 +124,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch threads of --stage time")
     p.add_argument("--compile", action="store_true", help="--stage time: also torch.compile")
     p.add_argument("--channels-last", action="store_true", help="weights in channels_last")
+    p.add_argument(
+        "--sigma-mid",
+        type=float,
+        help="consistency jobs at 2 NFE or more: the middle σ (default: the sampler's, ECT's "
+        "0.821·σ_data/0.5); --stage mid measures the choices",
+    )
+    p.add_argument(
+        "--mids",
+        default=",".join(map(str, MIDS)),
+        help="--stage mid: the middle σ values tried (consistency at 2 NFE, seed 100, FD "
+        "against the training digits only)",
+    )
     p.add_argument("--smoke", action="store_true", help="a tiny run trained here, tiny sets")
     args = p.parse_args(argv)
     if args.smoke:
@@ -248,11 +262,12 @@ def gits_schedules(args, out: Path, model, sched, meta, levels: list[int]) -> di
     return schedules
 
 
-def draw(model, sched, meta, sampler: str, nfe: int, n: int, seed: int) -> tuple:
-    """``n`` samples of ``sampler`` at ``nfe`` evaluations; the NFE it reports is checked."""
+def draw(model, sched, meta, sampler: str, nfe: int, n: int, seed: int, sigma_mid=None) -> tuple:
+    """``n`` samples of ``sampler`` at ``nfe`` evaluations; the NFE it reports is checked.
+    ``sigma_mid``: the consistency sampler's middle σ (None: its default)."""
     steps = steps_for(sampler, nfe)
     base = sampler.removesuffix("_gits")
-    opts = samplers.options(base, schedule="gits") if sampler in GITS else None
+    opts = samplers.options(base, schedule="gits" if sampler in GITS else None, sigma_mid=sigma_mid)
     images, info = samplers.draw(
         model, sched, n, tuple(meta["data_shape"]), seed=seed, sampler=base, steps=steps,
         batch_size=250, opts=opts,
@@ -283,7 +298,7 @@ def sample(args, out: Path, runs: Runs) -> None:
             print(f"{path.name}: exists, kept (--force redraws it)", flush=True)
             continue
         run_dir, model, sched, meta = runs(sampler)
-        images, info = draw(model, sched, meta, sampler, nfe, args.n, seed)
+        images, info = draw(model, sched, meta, sampler, nfe, args.n, seed, args.sigma_mid)
         info |= {"benchmark": "fast_samplers", "run": str(run_dir), "step": meta["step"],
                  "channels_last": args.channels_last}  # fmt: skip
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
@@ -336,6 +351,35 @@ def score(args, out: Path, train_x: torch.Tensor, held_x: torch.Tensor, command:
     atomic_write_bytes(out / f"{stem(args)}.json", json.dumps(record, indent=1).encode())
     plot(rows, floor, out / f"{stem(args)}.png")
     print(record["table"])
+    return record
+
+
+def tune_mid(args, out: Path, runs: Runs, train_x, held_x, command: str) -> dict:
+    """The consistency model's 2-NFE FD for each middle σ of ``--mids``: ``--n`` samples of seed
+    MID_SEED each; the choice is the lowest FD against the *training* digits (the held-out FD
+    is recorded, not used), into OUT/fast_samplers_RECIPE_mid.json."""
+    clf = load_classifier(args.classifier)
+    metrics = HeldOutAndTraining(classifier_extractor(clf, args.classifier), clf, held_x, train_x)
+    _, model, sched, meta = runs.get("cm")
+    rows = []
+    for mid in (float(m) for m in args.mids.split(",")):
+        images, info = draw(model, sched, meta, "consistency", 2, args.n, MID_SEED, mid)
+        m = metrics(quantize(images))
+        rows.append({"sigma_mid": mid, "description": info["description"], "metrics": m})
+        print(f"σ_mid {mid:g}: FD train {m['fd_train']:.2f}, held-out {m['fd']:.2f}", flush=True)
+    best = min(rows, key=lambda r: r["metrics"]["fd_train"])
+    record = {
+        "benchmark": "the consistency sampler's middle σ at 2 NFE (MNIST, classifier features)",
+        "command": command,
+        "settings": vars(args),
+        "run": str(runs.dirs["cm"]),
+        "step": meta["step"],
+        "seed": MID_SEED,
+        "chosen": best["sigma_mid"],
+        "rows": rows,
+    }
+    atomic_write_bytes(out / f"{stem(args)}_mid.json", json.dumps(record, indent=1).encode())
+    print(f"chosen σ_mid {best['sigma_mid']:g} (lowest FD against the training digits)")
     return record
 
 
@@ -430,7 +474,7 @@ def time_samplers(args, out: Path, runs: Runs, command: str) -> dict:
                 warm_up = 2 if mode == "eager" else min(args.n, 250)
                 draw(model, sched, meta, sampler, nfe, warm_up, 0)
                 start = time.perf_counter()
-                _, info = draw(model, sched, meta, sampler, nfe, args.n, 0)
+                _, info = draw(model, sched, meta, sampler, nfe, args.n, 0, args.sigma_mid)
                 seconds = time.perf_counter() - start
                 rows.append({
                     "sampler": sampler, "nfe": nfe, "steps": info["steps"], "n": args.n,
@@ -472,7 +516,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     start = time.perf_counter()
     run_dir = Path(args.run)
     cm_dir = Path(args.cm_run) if args.cm_run else None
-    if args.smoke and args.stage in ("all", "sample", "time"):
+    if args.smoke and args.stage in ("all", "sample", "time", "mid"):
         run_dir = smoke_run(args, out)
         cm_dir = smoke_distill(run_dir, out)
     runs = Runs(args, run_dir, cm_dir)
@@ -481,6 +525,8 @@ def main(argv: list[str] | None = None) -> dict | None:
         sample(args, out, runs)
     if args.stage in ("all", "score"):
         record = score(args, out, *digits(args), command)
+    if args.stage == "mid":
+        record = tune_mid(args, out, runs, *digits(args), command)
     if args.stage in ("all", "time"):
         timing = time_samplers(args, out, runs, command)
         record = timing if record is None else record | {"time": timing}

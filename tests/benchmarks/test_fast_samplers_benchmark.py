@@ -63,3 +63,14 @@ def test_smoke_run_draws_scores_and_times_the_fast_samplers(tmp_path):
     before = (samples / "default-ode-3-seed0.npz").stat().st_mtime_ns
     bench.main(["--smoke", "--stage", "sample", "--out", str(tmp_path), "--data", str(MNIST)])
     assert (samples / "default-ode-3-seed0.npz").stat().st_mtime_ns == before
+
+    # the consistency sampler's middle σ: each value drawn and scored, the lowest FD against the
+    # training digits chosen
+    mid = bench.main(["--smoke", "--stage", "mid", "--mids", "0.05,0.5", "--out", str(tmp_path),
+                      "--data", str(MNIST)])  # fmt: skip
+    assert mid == json.loads((tmp_path / "fast_samplers_mid.json").read_text())
+    assert [r["sigma_mid"] for r in mid["rows"]] == [0.05, 0.5]
+    for row, shown in zip(mid["rows"], ("0.05", "0.5"), strict=True):
+        assert f", {shown}, start" in row["description"], row  # the second jump's σ
+    fds = [r["metrics"]["fd_train"] for r in mid["rows"]]
+    assert fds[0] != fds[1] and mid["chosen"] == mid["rows"][fds.index(min(fds))]["sigma_mid"]
