@@ -36,9 +36,10 @@ of the trained model, ``default`` for the issue-14 run; uint8 (N, H, W, C), key 
 ``--stage score`` scores every such set of ``--recipe`` there (only this benchmark's sampler
 names) into OUT/fast_samplers.json and OUT/fast_samplers.png (``fast_samplers_RECIPE.*`` for
 another recipe) and prints the table; ``--stage time`` draws ``--n`` samples of each
-``--time-jobs`` SAMPLER:NFE with ``--threads`` (2) torch threads and writes the wall seconds to
-OUT/fast_samplers_time.json (``fast_samplers_RECIPE_time.json``), with ``--compile`` also
-under torch.compile (the compile itself in an untimed warm-up of one full batch).
+``--time-jobs`` SAMPLER:NFE with ``--threads`` (2) torch threads in batches of ``--batch-size``
+(250) and writes the wall seconds to OUT/fast_samplers_time.json
+(``fast_samplers_RECIPE_time.json``; ``..._time_bN.json`` for another batch size N), with
+``--compile`` also under torch.compile (the compile itself in an untimed warm-up of one full batch).
 ``--channels-last`` keeps the network's weights in torch.channels_last (a forward pass of the
 MNIST U-Net on a batch of 250: 1.2–1.5× faster on an AMD EPYC, output equal to the bit).
 ``--stage all`` (the default) runs the three in turn. OUT defaults to benchmarks/results/mnist.
@@ -123,6 +124,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--time-jobs", default="ipndm:10,dpmpp_2m:10", help="SAMPLER:NFE to time")
     p.add_argument("--threads", type=int, default=2, help="torch threads of --stage time")
     p.add_argument("--compile", action="store_true", help="--stage time: also torch.compile")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=250,
+        help="--stage time: samples per batch (the sets are always drawn in batches of 250)",
+    )
     p.add_argument("--channels-last", action="store_true", help="weights in channels_last")
     p.add_argument(
         "--sigma-mid",
@@ -262,15 +269,18 @@ def gits_schedules(args, out: Path, model, sched, meta, levels: list[int]) -> di
     return schedules
 
 
-def draw(model, sched, meta, sampler: str, nfe: int, n: int, seed: int, sigma_mid=None) -> tuple:
-    """``n`` samples of ``sampler`` at ``nfe`` evaluations; the NFE it reports is checked.
-    ``sigma_mid``: the consistency sampler's middle σ (None: its default)."""
+def draw(
+    model, sched, meta, sampler: str, nfe: int, n: int, seed: int, sigma_mid=None, batch_size=250
+) -> tuple:
+    """``n`` samples of ``sampler`` at ``nfe`` evaluations, in batches of ``batch_size``; the NFE
+    it reports is checked. ``sigma_mid``: the consistency sampler's middle σ (None: its
+    default)."""
     steps = steps_for(sampler, nfe)
     base = sampler.removesuffix("_gits")
     opts = samplers.options(base, schedule="gits" if sampler in GITS else None, sigma_mid=sigma_mid)
     images, info = samplers.draw(
         model, sched, n, tuple(meta["data_shape"]), seed=seed, sampler=base, steps=steps,
-        batch_size=250, opts=opts,
+        batch_size=batch_size, opts=opts,
     )  # fmt: skip
     assert info["nfe"] == nfe, f"{sampler} with N = {steps}: NFE {info['nfe']}, asked for {nfe}"
     return images, info
@@ -361,6 +371,7 @@ def tune_mid(args, out: Path, runs: Runs, train_x, held_x, command: str) -> dict
     clf = load_classifier(args.classifier)
     metrics = HeldOutAndTraining(classifier_extractor(clf, args.classifier), clf, held_x, train_x)
     _, model, sched, meta = runs.get("cm")
+    out.mkdir(parents=True, exist_ok=True)
     rows = []
     for mid in (float(m) for m in args.mids.split(",")):
         images, info = draw(model, sched, meta, "consistency", 2, args.n, MID_SEED, mid)
@@ -456,7 +467,7 @@ def time_samplers(args, out: Path, runs: Runs, command: str) -> dict:
     """Wall seconds of ``--n`` samples of each ``--time-jobs`` SAMPLER:NFE on ``--threads``
     torch threads (fp32, under inference mode as the samplers run), after an untimed warm-up
     (2 samples; with ``--compile`` the same again with the network compiled, warmed up on one
-    full batch, 250 or --n if fewer, so that the compile is not timed); into
+    full batch, ``--batch-size`` or --n if fewer, so that the compile is not timed); into
     OUT/fast_samplers_time.json."""
     jobs = parse_jobs(args.time_jobs, 2)
     if args.compile:  # before anything is timed: a missing C++ compiler fails here, in seconds
@@ -471,14 +482,17 @@ def time_samplers(args, out: Path, runs: Runs, command: str) -> dict:
                 runs.compile()  # the eager pass loaded every run the jobs need
             for sampler, nfe in jobs:
                 _, model, sched, meta = runs(sampler)
-                warm_up = 2 if mode == "eager" else min(args.n, 250)
-                draw(model, sched, meta, sampler, nfe, warm_up, 0)
+                warm_up = 2 if mode == "eager" else min(args.n, args.batch_size)
+                draw(model, sched, meta, sampler, nfe, warm_up, 0, args.sigma_mid, args.batch_size)
                 start = time.perf_counter()
-                _, info = draw(model, sched, meta, sampler, nfe, args.n, 0, args.sigma_mid)
+                _, info = draw(
+                    model, sched, meta, sampler, nfe, args.n, 0, args.sigma_mid, args.batch_size
+                )
                 seconds = time.perf_counter() - start
                 rows.append({
                     "sampler": sampler, "nfe": nfe, "steps": info["steps"], "n": args.n,
                     "mode": mode, "channels_last": args.channels_last,
+                    "batch_size": args.batch_size,
                     "description": info["description"], "seconds": round(seconds, 3),
                     "seconds_per_1000": round(seconds * 1000 / args.n, 3),
                 })  # fmt: skip
@@ -502,7 +516,8 @@ def time_samplers(args, out: Path, runs: Runs, command: str) -> dict:
         },
         "rows": rows,
     }
-    atomic_write_bytes(out / f"{stem(args)}_time.json", json.dumps(record, indent=1).encode())
+    name = "_time" if args.batch_size == 250 else f"_time_b{args.batch_size}"
+    atomic_write_bytes(out / f"{stem(args)}{name}.json", json.dumps(record, indent=1).encode())
     return record
 
 

@@ -74,3 +74,10 @@ def test_smoke_run_draws_scores_and_times_the_fast_samplers(tmp_path):
         assert f", {shown}, start" in row["description"], row  # the second jump's σ
     fds = [r["metrics"]["fd_train"] for r in mid["rows"]]
     assert fds[0] != fds[1] and mid["chosen"] == mid["rows"][fds.index(min(fds))]["sigma_mid"]
+
+    # timing in another batch size: its own file, the batch size recorded
+    bench.main(["--smoke", "--stage", "time", "--batch-size", "8", "--out", str(tmp_path),
+                "--data", str(MNIST)])  # fmt: skip
+    rows = json.loads((tmp_path / "fast_samplers_time_b8.json").read_text())["rows"]
+    assert rows and all(r["batch_size"] == 8 and r["n"] == 16 for r in rows)
+    assert json.loads((tmp_path / "fast_samplers_time.json").read_text()) == timing  # kept

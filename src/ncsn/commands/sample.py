@@ -208,7 +208,13 @@ def add_parsers(sub) -> None:
     q.add_argument("--n", type=int, help="number of samples (default: sample.n of the run)")
     add_sampler_args(q)
     add_class_args(q)
-    q.add_argument("--batch-size", type=int, help="samples per batch")
+    q.add_argument(
+        "--batch-size",
+        type=int,
+        help="samples per batch (default: sample.batch_size of the run); on a 2-core CPU smaller "
+        "batches are faster per sample (50 against 250: 1.05–1.15× in docs/benchmarks.md); the "
+        "same seed at another batch size gives other samples",
+    )
     q.add_argument(
         "--compile",
         action="store_true",
