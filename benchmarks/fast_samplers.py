@@ -42,7 +42,12 @@ another recipe) and prints the table; ``--stage time`` draws ``--n`` samples of 
 ``--compile`` also under torch.compile (the compile itself in an untimed warm-up of one full batch).
 ``--channels-last`` keeps the network's weights in torch.channels_last (a forward pass of the
 MNIST U-Net on a batch of 250: 1.2–1.5× faster on an AMD EPYC, output equal to the bit).
-``--stage all`` (the default) runs the three in turn. OUT defaults to benchmarks/results/mnist.
+``--stage mid`` draws ``--n`` samples of the consistency model at 2 NFE for each middle σ of
+``--mids`` (seed 100, which no set uses) and chooses the one with the lowest FD against the
+training digits into OUT/fast_samplers_RECIPE_mid.json; ``--sigma-mid`` gives the consistency
+jobs of the other stages that σ.
+``--stage all`` (the default) runs sample, score and time in turn. OUT defaults to
+benchmarks/results/mnist.
 """
 
 from __future__ import annotations
@@ -99,6 +104,7 @@ DEFAULT_JOBS = ",".join(
 )
 SMOKE_JOBS = "ipndm:4:0,dpmpp_2m:4:0,dpmpp_2m_sde:4:0,ode:5:0,ipndm_gits:4:0"
 GITS_WARMUP, GITS_GRID = 256, 64  # `ncsn steps` defaults: warm-up trajectories, fine-grid levels
+SET_BATCH = 250  # samples per batch of every set, and --stage time's default
 MIDS = (0.15, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4)  # --stage mid's default middle σ values
 MID_SEED = 100  # --stage mid draws with a seed none of the reported sets uses
 SET_NAME = re.compile(rf"^([a-z0-9_]+)-({'|'.join(KNOWN)})-(\d+)-seed(\d+)\.npz$")
@@ -127,8 +133,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--batch-size",
         type=int,
-        default=250,
-        help="--stage time: samples per batch (the sets are always drawn in batches of 250)",
+        default=SET_BATCH,
+        help=f"--stage time: samples per batch (the sets are always drawn in batches of "
+        f"{SET_BATCH})",
     )
     p.add_argument("--channels-last", action="store_true", help="weights in channels_last")
     p.add_argument(
@@ -270,7 +277,15 @@ def gits_schedules(args, out: Path, model, sched, meta, levels: list[int]) -> di
 
 
 def draw(
-    model, sched, meta, sampler: str, nfe: int, n: int, seed: int, sigma_mid=None, batch_size=250
+    model,
+    sched,
+    meta,
+    sampler: str,
+    nfe: int,
+    n: int,
+    seed: int,
+    sigma_mid=None,
+    batch_size=SET_BATCH,
 ) -> tuple:
     """``n`` samples of ``sampler`` at ``nfe`` evaluations, in batches of ``batch_size``; the NFE
     it reports is checked. ``sigma_mid``: the consistency sampler's middle σ (None: its
@@ -320,11 +335,16 @@ def sample(args, out: Path, runs: Runs) -> None:
         )
 
 
+def scorer(args, train_x: torch.Tensor, held_x: torch.Tensor) -> HeldOutAndTraining:
+    """The scores of a set against the held-out and the training digits (``--classifier``)."""
+    clf = load_classifier(args.classifier)
+    return HeldOutAndTraining(classifier_extractor(clf, args.classifier), clf, held_x, train_x)
+
+
 def score(args, out: Path, train_x: torch.Tensor, held_x: torch.Tensor, command: str) -> dict:
     """Score every set of this benchmark in OUT/samples and the data floor; write
     OUT/fast_samplers.json and OUT/fast_samplers.png."""
-    clf = load_classifier(args.classifier)
-    metrics = HeldOutAndTraining(classifier_extractor(clf, args.classifier), clf, held_x, train_x)
+    metrics = scorer(args, train_x, held_x)
 
     rows = []
     for path in sorted((out / "samples").glob(f"{args.recipe}-*.npz")):
@@ -368,8 +388,7 @@ def tune_mid(args, out: Path, runs: Runs, train_x, held_x, command: str) -> dict
     """The consistency model's 2-NFE FD for each middle σ of ``--mids``: ``--n`` samples of seed
     MID_SEED each; the choice is the lowest FD against the *training* digits (the held-out FD
     is recorded, not used), into OUT/fast_samplers_RECIPE_mid.json."""
-    clf = load_classifier(args.classifier)
-    metrics = HeldOutAndTraining(classifier_extractor(clf, args.classifier), clf, held_x, train_x)
+    metrics = scorer(args, train_x, held_x)
     _, model, sched, meta = runs.get("cm")
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -516,7 +535,7 @@ def time_samplers(args, out: Path, runs: Runs, command: str) -> dict:
         },
         "rows": rows,
     }
-    name = "_time" if args.batch_size == 250 else f"_time_b{args.batch_size}"
+    name = "_time" if args.batch_size == SET_BATCH else f"_time_b{args.batch_size}"
     atomic_write_bytes(out / f"{stem(args)}{name}.json", json.dumps(record, indent=1).encode())
     return record
 
