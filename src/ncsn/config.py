@@ -111,7 +111,8 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast the forward pass
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"  # bf16: autocast the forward pass;
+    # auto: bf16 on a CPU with AMX, else fp32 (ncsn.devices.auto_precision)
     deterministic: bool = False
     nonfinite_patience: int = 5  # consecutive non-finite steps before rolling back
     nonfinite_lr_factor: float = 0.5  # learning rate × this at each rollback

@@ -1,7 +1,9 @@
-"""Which device to run on: ``auto`` (CUDA, then MPS, then the CPU) or a named one, checked."""
+"""Which device to run on: ``auto`` (CUDA, then MPS, then the CPU) or a named one, checked; and
+which training precision is fast on it (``train.precision = auto``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 
@@ -34,6 +36,42 @@ def resolve_device(name: str, setting: str = "train.device") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise NCSNError(f"{said}: MPS is not available on this machine")
     return device
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere). torch 2.13 exposes no public
+    test for native bf16 units (torch.backends.cpu.get_cpu_capability() says AVX2 or AVX512 only),
+    so we read the kernel's list."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def auto_precision(device: torch.device, flags: set[str] | None = None) -> tuple[str, str]:
+    """(``fp32`` or ``bf16``, why): bf16 autocast only where it was measured faster than fp32,
+    a CPU with AMX bf16 units (1.9–2.4× on the U-Net and RefineNet, docs/benchmarks.md, issues 6
+    and 19). It was slower on a 2-core AVX2 CPU (12×, issue 16) and on an H200 GPU for these
+    small networks (issue 6), so everything else trains in fp32."""
+    if device.type != "cpu":
+        return "fp32", f"on {device.type} bf16 autocast measured slower for these networks"
+    if "amx_bf16" in (cpu_flags() if flags is None else flags):
+        return "bf16", "this CPU has AMX bf16 units"
+    return "fp32", "this CPU has no AMX bf16 units (bf16 autocast would be emulated, slower)"
+
+
+def resolve_precision(cfg, device: torch.device, log=print):
+    """``cfg`` (a Config) with ``train.precision = auto`` replaced by :func:`auto_precision`'s
+    choice for ``device``, which is logged; any other value is kept."""
+    if cfg.train.precision != "auto":
+        return cfg
+    precision, why = auto_precision(device)
+    log(f"train.precision = auto: {precision} ({why})")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision=precision))
 
 
 def cpp_compiler() -> str | None:

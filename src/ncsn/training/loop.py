@@ -31,7 +31,7 @@ import ncsn.progress as progress
 import ncsn.schedule as schedule
 from ncsn.data import load_dataset
 from ncsn.data.dataset import Dataset
-from ncsn.devices import check_compile, resolve_device
+from ncsn.devices import check_compile, resolve_device, resolve_precision
 from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel, build_model, check_training_memory, count_parameters
 from ncsn.nets import experts
@@ -73,6 +73,7 @@ def train(
     cfg, data_std = data_prep.resolve_sigma_data(cfg, data)
     if not w.main:
         log, progress = (lambda *_: None), False
+    cfg = resolve_precision(cfg, device, log)  # the run's config.yaml records the choice
     if Path(cfg.run_dir).exists() and not Path(cfg.run_dir).is_dir():
         raise NCSNError(f"run_dir = {cfg.run_dir!r}: is a file; expected a directory")
     files.check_kinds(Path(cfg.run_dir), RUN_FILES, f"run_dir = {cfg.run_dir!r}")
