@@ -11,7 +11,8 @@ a trained run of configs/mnist.yaml (``--run``); the consistency model distilled
 
 Protocol (benchmarks/mnist.py's): the data are the 10,000 MNIST t10k digits; the run trained on
 the first 8,000, the last 2,000 are held out. Each job SAMPLER:NFE:SEED draws ``--n`` = 1,000
-samples (``ncsn.samplers.run.draw``, batches of 250, fp32, EMA weights) with the number of
+samples (``ncsn.samplers.run.draw``, batches of 250, EMA weights; fp32, or the network
+under bf16 autocast with ``--precision bf16``) with the number of
 steps N that gives that NFE (NFE counted by the samplers: ipndm, dpmpp_2m, dpmpp_2m_sde N;
 ode and churn 2N − 1; restart 2N − 1 + 2·K·M — ``ncsn.samplers.run``'s docstring), checked
 against the NFE the sampler reports. Each set is scored like benchmarks/ode_start.py: the
@@ -38,14 +39,20 @@ names) into OUT/fast_samplers.json and OUT/fast_samplers.png (``fast_samplers_RE
 another recipe) and prints the table; ``--stage time`` draws ``--n`` samples of each
 ``--time-jobs`` SAMPLER:NFE with ``--threads`` (2) torch threads in batches of ``--batch-size``
 (250) and writes the wall seconds to OUT/fast_samplers_time.json
-(``fast_samplers_RECIPE_time.json``; ``..._time_bN.json`` for another batch size N), with
+(``fast_samplers_RECIPE_time.json``; ``..._time_bN.json`` for another batch size N,
+``..._bf16.json`` with ``--precision bf16``), with
 ``--compile`` also under torch.compile (the compile itself in an untimed warm-up of one full batch).
 ``--channels-last`` keeps the network's weights in torch.channels_last (a forward pass of the
 MNIST U-Net on a batch of 250: 1.2–1.5× faster on an AMD EPYC, output equal to the bit).
 ``--stage mid`` draws ``--n`` samples of the consistency model at 2 NFE for each middle σ of
 ``--mids`` (seed 100, which no set uses) and chooses the one with the lowest FD against the
 training digits into OUT/fast_samplers_RECIPE_mid.json; ``--sigma-mid`` gives the consistency
-jobs of the other stages that σ.
+jobs of the other stages that σ. ``--stage eta`` does the same for dpmpp_2m_sde's noise share η
+(``--etas`` at ``--eta-nfe`` = 9 NFE, into ..._eta.json). Besides the library's samplers
+``--jobs`` takes the variants of VARIANTS: ``ipndm_gits`` (ipndm on the run's GITS levels),
+``dpmpp_2m_sde_eta01`` and ``dpmpp_2m_sde_eta03`` (η = 0.1 and 0.3, the eta stage's choices
+on the 7,000-step fp32 and the 10,000-step bf16 teacher) and
+``restart_k1m2`` (one restart interval of two Heun steps, so that Restart fits 9–19 NFE).
 ``--stage all`` (the default) runs sample, score and time in turn. OUT defaults to
 benchmarks/results/mnist.
 """
@@ -93,20 +100,35 @@ TINY = [
     "schedule.num_levels=10",
 ]
 FAST = ("ipndm", "dpmpp_2m", "dpmpp_2m_sde")
-GITS = ("ipndm_gits",)  # ipndm on the run's GITS levels (ncsn.samplers.gits), made here first
+# variants: a library sampler with options other than its defaults, named so in the sets' files
+VARIANTS = {
+    # ipndm on the run's GITS levels (ncsn.samplers.gits), made here first
+    "ipndm_gits": ("ipndm", {"schedule": "gits"}),
+    # a tenth of the noise share η: --stage eta's choice on the 7,000-step teacher
+    "dpmpp_2m_sde_eta01": ("dpmpp_2m_sde", {"eta": 0.1}),
+    # η = 0.3: --stage eta's choice on the 10,000-step bf16 teacher
+    "dpmpp_2m_sde_eta03": ("dpmpp_2m_sde", {"eta": 0.3}),
+    # one restart of two Heun steps (K = 1, M = 2): NFE 2N − 1 + 4, so 9, 15, 19 within 20
+    "restart_k1m2": ("restart", {"restarts": 1, "restart_steps": 2}),
+}
+GITS = ("ipndm_gits",)  # the variants that need the run's GITS levels
 # the names this benchmark writes and scores; consistency samples --cm-run, the others --run
-KNOWN = ("ode", "churn", *FAST, *GITS, "restart", "consistency")
+KNOWN = ("ode", "churn", *FAST, *VARIANTS, "restart", "consistency")
 SEEDS = (0, 1, 2)
 DEFAULT_JOBS = ",".join(
     [f"{s}:{nfe}:{seed}" for s in FAST for nfe in (4, 6, 8, 10, 15, 20) for seed in SEEDS]
     + [f"ode:{nfe}:{seed}" for nfe in (5, 9, 19) for seed in SEEDS]  # Heun: odd NFE only
     + [f"{s}:{nfe}:{seed}" for s in GITS for nfe in (4, 6, 8, 10) for seed in SEEDS]
 )
-SMOKE_JOBS = "ipndm:4:0,dpmpp_2m:4:0,dpmpp_2m_sde:4:0,ode:5:0,ipndm_gits:4:0"
+SMOKE_JOBS = (
+    "ipndm:4:0,dpmpp_2m:4:0,dpmpp_2m_sde:4:0,dpmpp_2m_sde_eta01:4:0,ode:5:0,ipndm_gits:4:0,"
+    "restart_k1m2:9:0"
+)
 GITS_WARMUP, GITS_GRID = 256, 64  # `ncsn steps` defaults: warm-up trajectories, fine-grid levels
 SET_BATCH = 250  # samples per batch of every set, and --stage time's default
 MIDS = (0.15, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4)  # --stage mid's default middle σ values
-MID_SEED = 100  # --stage mid draws with a seed none of the reported sets uses
+ETAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # --stage eta's default noise shares
+TUNE_SEED = 100  # --stage mid and eta draw with a seed none of the reported sets uses
 SET_NAME = re.compile(rf"^([a-z0-9_]+)-({'|'.join(KNOWN)})-(\d+)-seed(\d+)\.npz$")
 
 
@@ -118,7 +140,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist"))
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--classifier", default=str(RESULTS / "classifier.safetensors"))
-    p.add_argument("--stage", choices=["all", "sample", "score", "time", "mid"], default="all")
+    p.add_argument(
+        "--stage", choices=["all", "sample", "score", "time", "mid", "eta"], default="all"
+    )
     p.add_argument(
         "--jobs",
         default=DEFAULT_JOBS,
@@ -139,6 +163,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--channels-last", action="store_true", help="weights in channels_last")
     p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="the network in fp32 or under bf16 autocast (sets, tuning and timing alike; faster "
+        "on a CPU with native bf16, avx512_bf16 or AMX)",
+    )
+    p.add_argument(
         "--sigma-mid",
         type=float,
         help="consistency jobs at 2 NFE or more: the middle σ (default: the sampler's, ECT's "
@@ -150,6 +181,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="--stage mid: the middle σ values tried (consistency at 2 NFE, seed 100, FD "
         "against the training digits only)",
     )
+    p.add_argument(
+        "--etas",
+        default=",".join(map(str, ETAS)),
+        help="--stage eta: the noise shares η of dpmpp_2m_sde tried (at --eta-nfe NFE, seed 100, "
+        "FD against the training digits only)",
+    )
+    p.add_argument("--eta-nfe", type=int, default=9, help="--stage eta: the NFE it tunes η at")
     p.add_argument("--smoke", action="store_true", help="a tiny run trained here, tiny sets")
     args = p.parse_args(argv)
     if args.smoke:
@@ -162,18 +200,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def steps_for(sampler: str, nfe: int) -> int:
-    """The N of ``sampler`` that costs ``nfe`` evaluations (NFE formulas of ncsn.samplers.run)."""
-    if sampler in (*FAST, *GITS, "consistency"):  # NFE = N: one evaluation per level (jump)
+    """The N of ``sampler`` (or variant) that costs ``nfe`` evaluations (NFE formulas of
+    ncsn.samplers.run)."""
+    base, changed = VARIANTS.get(sampler, (sampler, {}))
+    if base in (*FAST, "consistency"):  # NFE = N: one evaluation per level (jump)
         return nfe
-    if sampler in ("ode", "churn"):  # NFE = 2N − 1: Heun, Euler only on the last step to σ = 0
+    if base in ("ode", "churn"):  # NFE = 2N − 1: Heun, Euler only on the last step to σ = 0
         if nfe % 2 == 0 or nfe < 1:
             raise SystemExit(f"{sampler}: NFE is 2N − 1, odd; got {nfe}")
         return (nfe + 1) // 2
-    if sampler == "restart":  # NFE = 2N − 1 + 2·K·M with the default options (K, M)
-        opts = samplers.Restart()
+    if base == "restart":  # NFE = 2N − 1 + 2·K·M with the options' K and M
+        opts = samplers.options("restart", **changed)
         twice_n = nfe + 1 - 2 * opts.restarts * opts.restart_steps
         if twice_n < 2 or twice_n % 2:
-            raise SystemExit(f"restart: NFE is 2N − 1 + 2·K·M, odd and ≥ 2KM + 1; got {nfe}")
+            raise SystemExit(f"{sampler}: NFE is 2N − 1 + 2·K·M, odd and ≥ 2KM + 1; got {nfe}")
         return twice_n // 2
     raise SystemExit(f"sampler {sampler!r}: expected one of {', '.join(KNOWN)}")
 
@@ -286,19 +326,25 @@ def draw(
     seed: int,
     sigma_mid=None,
     batch_size=SET_BATCH,
+    eta=None,
+    precision="fp32",
 ) -> tuple:
     """``n`` samples of ``sampler`` at ``nfe`` evaluations, in batches of ``batch_size``; the NFE
-    it reports is checked. ``sigma_mid``: the consistency sampler's middle σ (None: its
-    default)."""
+    it reports is checked. ``sigma_mid``: the consistency sampler's middle σ, ``eta``:
+    dpmpp_2m_sde's noise share (None: the sampler's or the variant's); ``precision`` bf16: the
+    network under bf16 autocast (the sampler's own arithmetic stays fp32)."""
     steps = steps_for(sampler, nfe)
-    base = sampler.removesuffix("_gits")
-    opts = samplers.options(base, schedule="gits" if sampler in GITS else None, sigma_mid=sigma_mid)
-    images, info = samplers.draw(
-        model, sched, n, tuple(meta["data_shape"]), seed=seed, sampler=base, steps=steps,
-        batch_size=batch_size, opts=opts,
-    )  # fmt: skip
+    base, changed = VARIANTS.get(sampler, (sampler, {}))
+    given = {k: v for k, v in {"sigma_mid": sigma_mid, "eta": eta}.items() if v is not None}
+    opts = samplers.options(base, **(changed | given))
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    with autocast:
+        images, info = samplers.draw(
+            model, sched, n, tuple(meta["data_shape"]), seed=seed, sampler=base, steps=steps,
+            batch_size=batch_size, opts=opts,
+        )  # fmt: skip
     assert info["nfe"] == nfe, f"{sampler} with N = {steps}: NFE {info['nfe']}, asked for {nfe}"
-    return images, info
+    return images, info | {"precision": precision}
 
 
 def with_gits(args, out: Path, runs: Runs, jobs: list[tuple]) -> None:
@@ -323,7 +369,9 @@ def sample(args, out: Path, runs: Runs) -> None:
             print(f"{path.name}: exists, kept (--force redraws it)", flush=True)
             continue
         run_dir, model, sched, meta = runs(sampler)
-        images, info = draw(model, sched, meta, sampler, nfe, args.n, seed, args.sigma_mid)
+        images, info = draw(
+            model, sched, meta, sampler, nfe, args.n, seed, args.sigma_mid, precision=args.precision
+        )
         info |= {"benchmark": "fast_samplers", "run": str(run_dir), "step": meta["step"],
                  "channels_last": args.channels_last}  # fmt: skip
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
@@ -357,7 +405,7 @@ def score(args, out: Path, train_x: torch.Tensor, held_x: torch.Tensor, command:
             print(f"{path.name}: not written by this benchmark, skipped", flush=True)
             continue
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-        # the file's name says the variant (ipndm_gits is ipndm on the GITS levels)
+        # the file's name says the variant (VARIANTS: ipndm_gits is ipndm on the GITS levels)
         sampler = match.group(2)
         rows.append({"file": path.name, **info, "sampler": sampler, "metrics": metrics(x)})
         m = rows[-1]["metrics"]
@@ -384,32 +432,43 @@ def score(args, out: Path, train_x: torch.Tensor, held_x: torch.Tensor, command:
     return record
 
 
-def tune_mid(args, out: Path, runs: Runs, train_x, held_x, command: str) -> dict:
-    """The consistency model's 2-NFE FD for each middle σ of ``--mids``: ``--n`` samples of seed
-    MID_SEED each; the choice is the lowest FD against the *training* digits (the held-out FD
-    is recorded, not used), into OUT/fast_samplers_RECIPE_mid.json."""
+def tune(args, out: Path, runs: Runs, train_x, held_x, command: str) -> dict:
+    """``--stage mid`` and ``--stage eta``: ``--n`` samples of seed TUNE_SEED for each value of
+    one sampler option; the choice is the lowest FD against the *training* digits (the held-out
+    FD is recorded, not used), into OUT/fast_samplers_RECIPE_STAGE.json. mid: the consistency
+    model's middle σ at 2 NFE (``--mids``); eta: dpmpp_2m_sde's noise share η at ``--eta-nfe``
+    NFE (``--etas``)."""
+    field, sampler, nfe, values = {
+        "mid": ("sigma_mid", "consistency", 2, args.mids),
+        "eta": ("eta", "dpmpp_2m_sde", args.eta_nfe, args.etas),
+    }[args.stage]
+    steps_for(sampler, nfe)
     metrics = scorer(args, train_x, held_x)
-    _, model, sched, meta = runs.get("cm")
+    run_dir, model, sched, meta = runs(sampler)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for mid in (float(m) for m in args.mids.split(",")):
-        images, info = draw(model, sched, meta, "consistency", 2, args.n, MID_SEED, mid)
+    for value in (float(v) for v in values.split(",")):
+        images, info = draw(model, sched, meta, sampler, nfe, args.n, TUNE_SEED,
+                            precision=args.precision, **{field: value})  # fmt: skip
         m = metrics(quantize(images))
-        rows.append({"sigma_mid": mid, "description": info["description"], "metrics": m})
-        print(f"σ_mid {mid:g}: FD train {m['fd_train']:.2f}, held-out {m['fd']:.2f}", flush=True)
+        rows.append({field: value, "description": info["description"], "metrics": m})
+        print(f"{field} {value:g}: FD train {m['fd_train']:.2f}, held-out {m['fd']:.2f}",
+              flush=True)  # fmt: skip
     best = min(rows, key=lambda r: r["metrics"]["fd_train"])
     record = {
-        "benchmark": "the consistency sampler's middle σ at 2 NFE (MNIST, classifier features)",
+        "benchmark": f"{sampler}'s {field} at {nfe} NFE (MNIST, classifier features)",
         "command": command,
         "settings": vars(args),
-        "run": str(runs.dirs["cm"]),
+        "run": str(run_dir),
         "step": meta["step"],
-        "seed": MID_SEED,
-        "chosen": best["sigma_mid"],
+        "nfe": nfe,
+        "seed": TUNE_SEED,
+        "chosen": best[field],
         "rows": rows,
     }
-    atomic_write_bytes(out / f"{stem(args)}_mid.json", json.dumps(record, indent=1).encode())
-    print(f"chosen σ_mid {best['sigma_mid']:g} (lowest FD against the training digits)")
+    name = f"{stem(args)}_{args.stage}.json"
+    atomic_write_bytes(out / name, json.dumps(record, indent=1).encode())
+    print(f"chosen {field} {best[field]:g} (lowest FD against the training digits)")
     return record
 
 
@@ -484,10 +543,10 @@ def plot(rows: list[dict], floor: dict, path: Path) -> None:
 
 def time_samplers(args, out: Path, runs: Runs, command: str) -> dict:
     """Wall seconds of ``--n`` samples of each ``--time-jobs`` SAMPLER:NFE on ``--threads``
-    torch threads (fp32, under inference mode as the samplers run), after an untimed warm-up
-    (2 samples; with ``--compile`` the same again with the network compiled, warmed up on one
-    full batch, ``--batch-size`` or --n if fewer, so that the compile is not timed); into
-    OUT/fast_samplers_time.json."""
+    torch threads (``--precision``, under inference mode as the samplers run), after an untimed
+    warm-up (2 samples; with ``--compile`` the same again with the network compiled, warmed up on
+    one full batch, ``--batch-size`` or --n if fewer, so that the compile is not timed); into
+    OUT/fast_samplers_time.json (the names of the module's docstring)."""
     jobs = parse_jobs(args.time_jobs, 2)
     if args.compile:  # before anything is timed: a missing C++ compiler fails here, in seconds
         check_compile(torch.device("cpu"), "--compile")
@@ -502,16 +561,15 @@ def time_samplers(args, out: Path, runs: Runs, command: str) -> dict:
             for sampler, nfe in jobs:
                 _, model, sched, meta = runs(sampler)
                 warm_up = 2 if mode == "eager" else min(args.n, args.batch_size)
-                draw(model, sched, meta, sampler, nfe, warm_up, 0, args.sigma_mid, args.batch_size)
+                both = {"batch_size": args.batch_size, "precision": args.precision}
+                draw(model, sched, meta, sampler, nfe, warm_up, 0, args.sigma_mid, **both)
                 start = time.perf_counter()
-                _, info = draw(
-                    model, sched, meta, sampler, nfe, args.n, 0, args.sigma_mid, args.batch_size
-                )
+                _, info = draw(model, sched, meta, sampler, nfe, args.n, 0, args.sigma_mid, **both)
                 seconds = time.perf_counter() - start
                 rows.append({
                     "sampler": sampler, "nfe": nfe, "steps": info["steps"], "n": args.n,
                     "mode": mode, "channels_last": args.channels_last,
-                    "batch_size": args.batch_size,
+                    "batch_size": args.batch_size, "precision": args.precision,
                     "description": info["description"], "seconds": round(seconds, 3),
                     "seconds_per_1000": round(seconds * 1000 / args.n, 3),
                 })  # fmt: skip
@@ -521,7 +579,7 @@ def time_samplers(args, out: Path, runs: Runs, command: str) -> dict:
         torch.set_num_threads(before)
     run_dir, _, _, meta = runs.get("teacher")
     record = {
-        "benchmark": "the fast samplers' wall time (MNIST, fp32, CPU)",
+        "benchmark": f"the fast samplers' wall time (MNIST, {args.precision}, CPU)",
         "command": command,
         "settings": vars(args),
         "run": str(run_dir),
@@ -536,6 +594,7 @@ def time_samplers(args, out: Path, runs: Runs, command: str) -> dict:
         "rows": rows,
     }
     name = "_time" if args.batch_size == SET_BATCH else f"_time_b{args.batch_size}"
+    name += "_bf16" if args.precision == "bf16" else ""  # fp32 and bf16 times side by side
     atomic_write_bytes(out / f"{stem(args)}{name}.json", json.dumps(record, indent=1).encode())
     return record
 
@@ -550,7 +609,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     start = time.perf_counter()
     run_dir = Path(args.run)
     cm_dir = Path(args.cm_run) if args.cm_run else None
-    if args.smoke and args.stage in ("all", "sample", "time", "mid"):
+    if args.smoke and args.stage in ("all", "sample", "time", "mid", "eta"):
         run_dir = smoke_run(args, out)
         cm_dir = smoke_distill(run_dir, out)
     runs = Runs(args, run_dir, cm_dir)
@@ -559,8 +618,8 @@ def main(argv: list[str] | None = None) -> dict | None:
         sample(args, out, runs)
     if args.stage in ("all", "score"):
         record = score(args, out, *digits(args), command)
-    if args.stage == "mid":
-        record = tune_mid(args, out, runs, *digits(args), command)
+    if args.stage in ("mid", "eta"):
+        record = tune(args, out, runs, *digits(args), command)
     if args.stage in ("all", "time"):
         timing = time_samplers(args, out, runs, command)
         record = timing if record is None else record | {"time": timing}

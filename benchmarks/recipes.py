@@ -248,6 +248,7 @@ def choose_ema(args, train_x, held_x) -> dict:
         print(f"{recipe}: best EMA {best}", flush=True)
         # other recipes' choices are kept (read again now: another process may have added one)
         record = (json.loads(path.read_text()) if path.is_file() else {}) | {recipe: choice}
+        path.parent.mkdir(parents=True, exist_ok=True)  # --out may be a new folder
         atomic_write_bytes(path, json.dumps(record, indent=1).encode())
     return record
 

@@ -51,9 +51,13 @@ from ncsn.samplers.langevin import annealed_langevin
 from ncsn.training.loop import train
 from ncsn.training.state import load_run
 
+# the MNIST training digits' measured pixel std, which the mnist preset's `model.sigma_data: auto`
+# resolves to when training starts (a model is built here without training; the number only
+# scales the preconditioning, not the kernels' cost)
+MNIST_SIGMA_DATA = "model.sigma_data=0.3077"
 MODELS = {  # name: (preset, image side, channels, batch, overrides)
     "unet-digits": ("digits", 8, 1, 128, []),
-    "unet-mnist": ("mnist", 28, 1, 64, ["model.dropout=0.0"]),
+    "unet-mnist": ("mnist", 28, 1, 64, ["model.dropout=0.0", MNIST_SIGMA_DATA]),
     "refinenet-mnist": ("mnist_paper", 28, 1, 16, []),
 }
 PRESETS = Path(__file__).resolve().parents[1] / "configs"
@@ -153,9 +157,7 @@ def profile_unet(device: torch.device, precisions: list[str], smoke: bool) -> li
     it spend on normalization what the RefineNet did?"""
     cfg = config.load(
         PRESETS / "mnist.yaml",
-        # sigma_data: the MNIST training digits' measured pixel std, which `auto` resolves to
-        # when training starts (it only scales the preconditioning, not the kernels' cost)
-        ["model.dropout=0.0", "model.sigma_data=0.3077"]
+        ["model.dropout=0.0", MNIST_SIGMA_DATA]
         + (["model.channels=8", "model.groups=4"] if smoke else []),
     )
     side, train_batch, forward_batch = (12, 8, 8) if smoke else (28, 128, 100)

@@ -26,6 +26,10 @@ spread, so a σ of theirs is σ·σ_data/0.5 of ours.
   0.00054·√D·σ_data/0.5;
 - d, steps per stage: ECT's 500 ticks of 50 kimg (8 stages in 200 Mimg);
   ``train.ect_stage_steps`` = 200 here, 5–6 stages in 15 CPU-minutes on MNIST.
+- ECT's short-budget run (``run_ecm_1hour.sh``: ``-q 256 --double 10000`` over 2,000 ticks)
+  instead keeps a single stage with q = 256, Δt = t·n(t)/256 from the first step:
+  ``--set train.ect_q=256 --set train.ect_stage_steps=1000000000`` (docs/benchmarks.md, issue
+  16, compares the two on MNIST).
 """
 
 from __future__ import annotations

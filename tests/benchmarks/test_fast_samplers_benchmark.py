@@ -15,7 +15,8 @@ MNIST = REPO.parent / "shared" / "data" / "mnist"
 CLASSIFIER = REPO / "benchmarks" / "results" / "mnist" / "classifier.safetensors"
 JOBS = {  # sampler, NFE, N
     ("ipndm", 4, 4), ("dpmpp_2m", 4, 4), ("dpmpp_2m_sde", 4, 4), ("ode", 5, 3),
-    ("ipndm_gits", 4, 4), ("consistency", 1, 1), ("consistency", 2, 2),
+    ("ipndm_gits", 4, 4), ("dpmpp_2m_sde_eta01", 4, 4), ("restart_k1m2", 9, 3),
+    ("consistency", 1, 1), ("consistency", 2, 2),
 }  # fmt: skip
 
 
@@ -45,6 +46,14 @@ def test_smoke_run_draws_scores_and_times_the_fast_samplers(tmp_path):
     for sampler, _, _ in JOBS:
         assert f"| {sampler} |" in record["table"]
     assert (tmp_path / "fast_samplers.png").stat().st_size > 0
+    # a variant is its library sampler with the options its name says
+    (low,) = [r for r in record["rows"] if r["sampler"] == "dpmpp_2m_sde_eta01"]
+    (full,) = [r for r in record["rows"] if r["sampler"] == "dpmpp_2m_sde"]
+    assert low["options"]["eta"] == 0.1 and full["options"]["eta"] == 1.0
+    assert low["metrics"]["fd"] != full["metrics"]["fd"]
+    (restart,) = [r for r in record["rows"] if r["sampler"] == "restart_k1m2"]
+    assert (restart["options"]["restarts"], restart["options"]["restart_steps"]) == (1, 2)
+    assert all(r["precision"] == "fp32" for r in record["rows"])
     images = np.load(samples / "default-ipndm-4-seed0.npz")["images"]
     assert images.dtype == np.uint8 and images.shape == (16, 28, 28, 1)
     (cm_row,) = [r for r in record["rows"] if r["sampler"] == "consistency" and r["nfe"] == 2]
@@ -75,9 +84,21 @@ def test_smoke_run_draws_scores_and_times_the_fast_samplers(tmp_path):
     fds = [r["metrics"]["fd_train"] for r in mid["rows"]]
     assert fds[0] != fds[1] and mid["chosen"] == mid["rows"][fds.index(min(fds))]["sigma_mid"]
 
+    # dpmpp_2m_sde's noise share, tuned the same way
+    eta = bench.main(["--smoke", "--stage", "eta", "--etas", "0,1", "--eta-nfe", "4",
+                      "--out", str(tmp_path), "--data", str(MNIST)])  # fmt: skip
+    assert eta == json.loads((tmp_path / "fast_samplers_eta.json").read_text())
+    assert [r["eta"] for r in eta["rows"]] == [0.0, 1.0] and eta["nfe"] == 4
+    for row, shown in zip(eta["rows"], ("η = 0.0", "η = 1.0"), strict=True):
+        assert shown in row["description"], row
+    fds = [r["metrics"]["fd_train"] for r in eta["rows"]]
+    assert fds[0] != fds[1] and eta["chosen"] == eta["rows"][fds.index(min(fds))]["eta"]
+
     # timing in another batch size: its own file, the batch size recorded
-    bench.main(["--smoke", "--stage", "time", "--batch-size", "8", "--out", str(tmp_path),
-                "--data", str(MNIST)])  # fmt: skip
-    rows = json.loads((tmp_path / "fast_samplers_time_b8.json").read_text())["rows"]
+    # (and the network under bf16 autocast)
+    bench.main(["--smoke", "--stage", "time", "--batch-size", "8", "--precision", "bf16",
+                "--out", str(tmp_path), "--data", str(MNIST)])  # fmt: skip
+    rows = json.loads((tmp_path / "fast_samplers_time_b8_bf16.json").read_text())["rows"]
     assert rows and all(r["batch_size"] == 8 and r["n"] == 16 for r in rows)
+    assert all(r["precision"] == "bf16" for r in rows)
     assert json.loads((tmp_path / "fast_samplers_time.json").read_text()) == timing  # kept
