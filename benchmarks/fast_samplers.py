@@ -111,7 +111,8 @@ VARIANTS = {
     # one restart of two Heun steps (K = 1, M = 2): NFE 2N − 1 + 4, so 9, 15, 19 within 20
     "restart_k1m2": ("restart", {"restarts": 1, "restart_steps": 2}),
 }
-GITS = ("ipndm_gits",)  # the variants that need the run's GITS levels
+# the variants that need the run's GITS levels (made before their sets)
+GITS = tuple(v for v, (_, opts) in VARIANTS.items() if opts.get("schedule") == "gits")
 # the names this benchmark writes and scores; consistency samples --cm-run, the others --run
 KNOWN = ("ode", "churn", *FAST, *VARIANTS, "restart", "consistency")
 SEEDS = (0, 1, 2)
@@ -196,6 +197,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.time_jobs = "ipndm:4,dpmpp_2m:4,ipndm_gits:4,consistency:2"
     if not re.fullmatch(r"[a-z0-9_]+", args.recipe):
         raise SystemExit(f"--recipe {args.recipe!r}: expected lower-case letters, digits and _")
+    if args.eta_nfe < 1:
+        raise SystemExit(f"--eta-nfe {args.eta_nfe}: expected at least 1 (dpmpp_2m_sde's NFE = N)")
     return args
 
 
@@ -442,7 +445,6 @@ def tune(args, out: Path, runs: Runs, train_x, held_x, command: str) -> dict:
         "mid": ("sigma_mid", "consistency", 2, args.mids),
         "eta": ("eta", "dpmpp_2m_sde", args.eta_nfe, args.etas),
     }[args.stage]
-    steps_for(sampler, nfe)
     metrics = scorer(args, train_x, held_x)
     run_dir, model, sched, meta = runs(sampler)
     out.mkdir(parents=True, exist_ok=True)
