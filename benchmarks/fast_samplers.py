@@ -50,9 +50,11 @@ training digits into OUT/fast_samplers_RECIPE_mid.json; ``--sigma-mid`` gives th
 jobs of the other stages that σ. ``--stage eta`` does the same for dpmpp_2m_sde's noise share η
 (``--etas`` at ``--eta-nfe`` = 9 NFE, into ..._eta.json). Besides the library's samplers
 ``--jobs`` takes the variants of VARIANTS: ``ipndm_gits`` (ipndm on the run's GITS levels),
-``dpmpp_2m_sde_eta01`` and ``dpmpp_2m_sde_eta03`` (η = 0.1 and 0.3, the eta stage's choices
-on the 7,000-step fp32 and the 10,000-step bf16 teacher) and
-``restart_k1m2`` (one restart interval of two Heun steps, so that Restart fits 9–19 NFE).
+``dpmpp_2m_sde_eta01``, ``dpmpp_2m_sde_eta03`` and ``dpmpp_2m_sde_eta02`` (η = 0.1, 0.3 and
+0.2, the eta stage's choices on the 7,000-step fp32 teacher, the 10,000-step bf16 teacher and
+its retraining on an AMX CPU),
+``restart_k1m2`` (one restart interval of two Heun steps, so that Restart fits 9–19 NFE) and
+``restart_2m_k1m2`` (the same on DPM-Solver++(2M), N + 2 NFE).
 ``--stage all`` (the default) runs sample, score and time in turn. OUT defaults to
 benchmarks/results/mnist.
 """
@@ -108,8 +110,12 @@ VARIANTS = {
     "dpmpp_2m_sde_eta01": ("dpmpp_2m_sde", {"eta": 0.1}),
     # η = 0.3: --stage eta's choice on the 10,000-step bf16 teacher
     "dpmpp_2m_sde_eta03": ("dpmpp_2m_sde", {"eta": 0.3}),
+    # η = 0.2: --stage eta's choice on that recipe retrained on an AMX CPU
+    "dpmpp_2m_sde_eta02": ("dpmpp_2m_sde", {"eta": 0.2}),
     # one restart of two Heun steps (K = 1, M = 2): NFE 2N − 1 + 4, so 9, 15, 19 within 20
     "restart_k1m2": ("restart", {"restarts": 1, "restart_steps": 2}),
+    # the same restart on DPM-Solver++(2M): NFE N + 2, so any NFE ≥ 3
+    "restart_2m_k1m2": ("restart", {"solver": "dpmpp_2m", "restarts": 1, "restart_steps": 2}),
 }
 # the variants that need the run's GITS levels (made before their sets)
 GITS = tuple(v for v, (_, opts) in VARIANTS.items() if opts.get("schedule") == "gits")
@@ -123,7 +129,7 @@ DEFAULT_JOBS = ",".join(
 )
 SMOKE_JOBS = (
     "ipndm:4:0,dpmpp_2m:4:0,dpmpp_2m_sde:4:0,dpmpp_2m_sde_eta01:4:0,ode:5:0,ipndm_gits:4:0,"
-    "restart_k1m2:9:0"
+    "restart_k1m2:9:0,restart_2m_k1m2:5:0"
 )
 GITS_WARMUP, GITS_GRID = 256, 64  # `ncsn steps` defaults: warm-up trajectories, fine-grid levels
 SET_BATCH = 250  # samples per batch of every set, and --stage time's default
@@ -212,8 +218,12 @@ def steps_for(sampler: str, nfe: int) -> int:
         if nfe % 2 == 0 or nfe < 1:
             raise SystemExit(f"{sampler}: NFE is 2N − 1, odd; got {nfe}")
         return (nfe + 1) // 2
-    if base == "restart":  # NFE = 2N − 1 + 2·K·M with the options' K and M
+    if base == "restart":  # NFE = 2N − 1 + 2·K·M (Heun) or N + K·M (dpmpp_2m), K, M the options'
         opts = samplers.options("restart", **changed)
+        if opts.solver == "dpmpp_2m":
+            if nfe - opts.restarts * opts.restart_steps < 1:
+                raise SystemExit(f"{sampler}: NFE is N + K·M, at least K·M + 1; got {nfe}")
+            return nfe - opts.restarts * opts.restart_steps
         twice_n = nfe + 1 - 2 * opts.restarts * opts.restart_steps
         if twice_n < 2 or twice_n % 2:
             raise SystemExit(f"{sampler}: NFE is 2N − 1 + 2·K·M, odd and ≥ 2KM + 1; got {nfe}")

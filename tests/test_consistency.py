@@ -212,6 +212,25 @@ def test_distill_starts_from_the_teacher_and_samples_in_one_and_two_jumps(
         assert torch.isfinite(images).all()
 
 
+def test_a_post_hoc_ema_of_the_student_is_a_consistency_model(teacher, tmp_path, capsys):
+    out = tmp_path / "student"
+    snapshots = ["--set", "train.ema_stds=[0.05,0.1]", "--set", "train.ema_snapshot_every=2"]
+    args = ["distill", str(teacher), "--out", str(out), "--steps", "6", "--no-progress"]
+    assert main([*args, *snapshots]) == 0
+    assert main(["ema", str(out), "--std", "0.08"]) == 0  # between the stored profiles
+    assert "σ_rel = 0.08" in capsys.readouterr().out
+    posthoc, sched, cfg, meta = load_run(out / "posthoc" / "std-0.080")
+    trained, _, _, _ = load_run(out)
+    assert cfg.model.parameterization == "consistency" and meta["step"] == 6
+    x = torch.rand(3, 1, 8, 8)
+    assert torch.equal(posthoc.denoise(x, posthoc.sigma_min), x)  # f(x, σ_min) = x still
+    weights = dict(posthoc.named_parameters())
+    assert any(not torch.equal(w, weights[k]) for k, w in trained.named_parameters())
+    images, info = samplers.draw(posthoc, sched, 4, (1, 8, 8), seed=0, sampler="consistency",
+                                 steps=2)  # fmt: skip
+    assert info["nfe"] == 2 and torch.isfinite(images).all()
+
+
 def test_a_resumed_distillation_gives_the_same_bytes(teacher, tmp_path):
     common = [
         "--no-progress",

@@ -195,6 +195,8 @@ def test_compile_without_a_cpp_compiler_is_a_clear_error(run, tmp_path, capsys, 
         ("restart", [], 2 * 10 - 1 + 2 * 2 * 4),  # defaults K = 2, M = 4
         ("restart", ["--restarts", "1", "--restart-steps", "3", "--restart-max", "2"], 19 + 6),
         ("restart", ["--restarts", "0"], 19),
+        ("restart", ["--restart-solver", "dpmpp_2m"], 10 + 2 * 4),  # N + K·M
+        ("restart", ["--restart-solver", "dpmpp_2m", "--restarts", "0"], 10),
     ],
 )
 def test_each_fast_sampler_writes_samples_and_reports_nfe(
@@ -230,11 +232,15 @@ def test_bad_fast_sampler_flags_exit_2_in_one_line_naming_the_flag(run, capsys, 
     assert len(err) == 1 and err[0].startswith(f"ncsn: error: {flag} ")
 
 
-def test_unknown_step_schedule_is_refused_by_the_parser(run, capsys):
+@pytest.mark.parametrize(
+    "sampler, flag, value",
+    [("ipndm", "--step-schedule", "linear"), ("restart", "--restart-solver", "euler")],
+)
+def test_unknown_choices_are_refused_by_the_parser(run, capsys, sampler, flag, value):
     with pytest.raises(SystemExit) as stop:
-        main(["sample", str(run), "--sampler", "ipndm", "--step-schedule", "linear"])
+        main(["sample", str(run), "--sampler", sampler, flag, value])
     assert stop.value.code == 2
-    assert "--step-schedule" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert flag in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_the_runs_sample_section_names_the_default_sampler(tmp_path, capsys):

@@ -25,8 +25,9 @@ from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel
 from ncsn.samplers.langevin import annealed_langevin, langevin
 from ncsn.samplers.multistep import dpmpp_2m_sampler, dpmpp_2m_sde_sampler, ipndm_sampler
-from ncsn.samplers.ode import heun_sampler, restart_sampler
+from ncsn.samplers.ode import heun_sampler
 from ncsn.samplers.pc import pc_sampler
+from ncsn.samplers.restart import restart_sampler
 from ncsn.samplers.run import SAMPLERS, draw, sample
 from ncsn.schedule import Schedule, geometric_sigmas, karras_sigmas
 

@@ -16,6 +16,7 @@ from ncsn.devices import resolve_device
 from ncsn.errors import NCSNError
 from ncsn.samplers import run
 from ncsn.samplers.multistep import MAX_ORDER
+from ncsn.samplers.restart import SOLVERS
 from ncsn.training.state import load_run
 
 
@@ -143,13 +144,21 @@ def add_sampler_args(q) -> None:
         "--restarts",
         type=int,
         default=restart.restarts,
-        help=f"restart: K, how many times to restart, 0 = plain Heun ({restart.restarts})",
+        help=f"restart: K, how many times to restart, 0 = the solver alone ({restart.restarts})",
     )
     q.add_argument(
         "--restart-steps",
         type=int,
         default=restart.restart_steps,
-        help=f"restart: M, Heun steps from t_max back to t_min ({restart.restart_steps})",
+        help=f"restart: M, solver steps from t_max back to t_min ({restart.restart_steps})",
+    )
+    q.add_argument(
+        "--restart-solver",
+        choices=tuple(SOLVERS),
+        default=restart.solver,
+        help="restart: the ODE solver down the ladder and back from each restart: heun (Xu et "
+        "al.'s, 2N − 1 + 2KM NFE) or dpmpp_2m (N + KM NFE) "
+        f"({restart.solver})",
     )
     q.add_argument(
         "--sigma-mid",
@@ -206,6 +215,7 @@ def sampler_options(args, cfg: config.Config):
         restart_max=args.restart_max,
         restarts=args.restarts,
         restart_steps=args.restart_steps,
+        solver=args.restart_solver,
         sigma_mid=args.sigma_mid,
     )
 

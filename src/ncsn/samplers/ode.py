@@ -1,6 +1,6 @@
-"""Probability-flow ODE sampling with Heun's method, its stochastic "churn" variant
-(Karras et al. 2022, "Elucidating the Design Space…", Algorithms 1 and 2), and Restart sampling
-(Xu et al. 2023, "Restart Sampling for Improving Generative Processes", Algorithm 1).
+"""Probability-flow ODE sampling with Heun's method and its stochastic "churn" variant
+(Karras et al. 2022, "Elucidating the Design Space…", Algorithms 1 and 2); Restart sampling on
+these steps is :mod:`ncsn.samplers.restart`.
 
 For the variance-exploding process the ODE is dx/dσ = −σ ∇ₓ log p_σ(x) = (x − D(x, σ))/σ
 (Karras et al. Eq. 3 with σ(t) = t), with D the Tweedie denoiser of the score model.
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ncsn.schedule import karras_sigmas, sigma_batch
+from ncsn.schedule import sigma_batch
 
 
 def derivative(model, x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -89,66 +89,4 @@ def heun_sampler(
         nfe += cost
         if callback is not None:
             callback({"x": x, "i": i, "step": 0, "sigma": t[i + 1], "nfe": nfe})
-    return x
-
-
-def restart_level(sigmas: Sequence[float], t_min: float, t_max: float, restarts: int) -> int | None:
-    """The index j ≥ 1 of the first level with 0 < σ_j ≤ ``t_min``, where the ODE reaches
-    t_min and restarts; None when it does not: no level in (0, t_min], t_max ≤ σ_j, or
-    ``restarts`` = 0."""
-    j = next((j for j in range(1, len(sigmas)) if 0 < sigmas[j] <= t_min), None)
-    return j if restarts > 0 and j is not None and t_max > sigmas[j] else None
-
-
-@torch.inference_mode()
-def restart_sampler(
-    model,
-    shape: Sequence[int],
-    sigmas: Sequence[float],
-    *,
-    generator: torch.Generator,
-    callback: Callable[[dict], None] | None = None,
-    t_min: float = 0.1,
-    t_max: float = 1.0,
-    restarts: int = 2,
-    restart_steps: int = 4,
-    rho: float = 7.0,
-    x: torch.Tensor | None = None,
-    mean: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Restart sampling (Xu et al. 2023, Algorithm 1) on Heun steps over ``sigmas``.
-
-    The Heun ODE (Karras et al. 2022, Alg. 1) runs down the ladder; at the step that reaches
-    σ_j, the first level ≤ ``t_min`` (:func:`restart_level`), it restarts ``restarts`` = K
-    times (Algorithm 1's restart loop): forward noise x ← x + √(t_max² − σ_j²) z, the VE
-    forward process from σ_j to t_max, then ``restart_steps`` = M ≥ 1 Heun steps back over
-    Karras et al.'s ρ ladder (their Eq. 5) from t_max to σ_j; then the ODE continues down the
-    ladder to 0. Without a restart (K = 0, no level in (0, t_min], or t_max ≤ σ_j) this is
-    :func:`heun_sampler` to the byte.
-    NFE = 2N − 1 + 2·K·M for N levels ending at σ = 0 and M = ``restart_steps``.
-    """
-    t = sigmas
-    if x is None:
-        x = ode_start(shape, t[0], generator, mean)
-    j = restart_level(t, t_min, t_max, restarts)
-    inner = []
-    if j is not None:  # the ρ ladder from t_max to σ_j, its ends exactly t_max and σ_j
-        inner = [t_max, *karras_sigmas(t_max, t[j], restart_steps + 1, rho)[1:-2], t[j]]
-    nfe = 0
-    for i in range(len(t) - 1):
-        x, cost = heun_step(model, x, t[i], t[i + 1])
-        nfe += cost
-        if callback is not None:
-            callback({"x": x, "i": i, "step": 0, "sigma": t[i + 1], "nfe": nfe})
-        if i + 1 != j:
-            continue
-        for k in range(restarts):
-            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = x + math.sqrt(t_max**2 - t[j] ** 2) * z
-            for m in range(restart_steps):
-                x, cost = heun_step(model, x, inner[m], inner[m + 1])
-                nfe += cost
-                if callback is not None:
-                    step = k * restart_steps + m + 1
-                    callback({"x": x, "i": i, "step": step, "sigma": inner[m + 1], "nfe": nfe})
     return x

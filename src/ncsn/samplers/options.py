@@ -82,11 +82,11 @@ class DPMpp2MSDE:
 
 @dataclass(frozen=True)
 class Restart:
-    """Restart sampling (Xu et al. 2023, Alg. 1) on Heun steps: at the first level σ_j ≤
-    ``restart_min`` (t_min, a σ value, snapped to the ladder), ``restarts`` = K times noise up to
-    t_max = ``restart_max`` and ``restart_steps`` = M Heun steps back down a ρ ladder.
-    Defaults as benchmarks/sampler_screen.py's restart (MNIST FD 81 at 25 NFE); tune for your
-    data."""
+    """Restart sampling (Xu et al. 2023, Alg. 1) on the ODE ``solver`` ("heun", the paper's, or
+    "dpmpp_2m"): at the first level σ_j ≤ ``restart_min`` (t_min, a σ value, snapped to the
+    ladder), ``restarts`` = K times noise up to t_max = ``restart_max`` and ``restart_steps`` = M
+    solver steps back down a ρ ladder. Defaults as benchmarks/sampler_screen.py's restart (MNIST
+    FD 81 at 25 NFE); tune for your data."""
 
     rho: float = 7.0
     schedule: str = "karras"
@@ -94,6 +94,7 @@ class Restart:
     restart_max: float = 1.0
     restarts: int = 2
     restart_steps: int = 4
+    solver: str = "heun"
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ its options dataclass below, whose field defaults are the library's defaults (th
 reads them from here). NFE is counted by the samplers themselves (docs/conventions.md,
 "Samplers"): ald L·T (+1 final denoising), pc (N−1)(1+M) (+1), ode and churn 2N − 1, ipndm,
 dpmpp_2m and dpmpp_2m_sde N (one denoiser evaluation per step, none at σ = 0), restart
-2N − 1 + 2·K·M (K restarts of M Heun steps; 2N − 1 when no level of the ladder lies in
-(0, t_min] or t_max is not above it), consistency N (one jump per level; ``steps`` counts the
-jumps, on a consistency model only). ``ode``, ``ipndm``, ``dpmpp_2m``, ``dpmpp_2m_sde`` and
-``restart`` start from N(μ, σ₁² I), μ the training data's mean recorded in the run
-(:func:`ode_mean`).
+2N − 1 + 2·K·M on Heun and N + K·M on DPM-Solver++(2M) (K restarts of M steps; no restart
+when no level of the ladder lies in (0, t_min] or t_max is not above it), consistency N (one
+jump per level; ``steps`` counts the jumps, on a consistency model only). ``ode``, ``ipndm``,
+``dpmpp_2m``, ``dpmpp_2m_sde`` and ``restart`` start from N(μ, σ₁² I), μ the training data's
+mean recorded in the run (:func:`ode_mean`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ncsn.noise_levels import EDM_SIGMA_DATA
 from ncsn.samplers.consistency import consistency_sampler
 from ncsn.samplers.langevin import annealed_langevin
 from ncsn.samplers.multistep import dpmpp_2m_sampler, dpmpp_2m_sde_sampler, ipndm_sampler
-from ncsn.samplers.ode import heun_sampler, restart_level, restart_sampler
+from ncsn.samplers.ode import heun_sampler
 from ncsn.samplers.options import (  # noqa: F401 (re-exported: the options live with the path)
     ALD,
     ECT_MID,
@@ -51,6 +51,7 @@ from ncsn.samplers.options import (  # noqa: F401 (re-exported: the options live
     options_class,
 )
 from ncsn.samplers.pc import pc_sampler
+from ncsn.samplers.restart import restart_level, restart_sampler
 
 
 def ald_eps(sched: schedule.Schedule, steps: int, eps: float | None) -> float:
@@ -155,13 +156,15 @@ def _fast(sampler, model, shape, sigmas, opts, **common) -> tuple[torch.Tensor, 
         return x, [f"η = {opts.eta}"]
     x = restart_sampler(
         model, shape, sigmas, t_min=opts.restart_min, t_max=opts.restart_max,
-        restarts=opts.restarts, restart_steps=opts.restart_steps, rho=opts.rho, **common,
+        restarts=opts.restarts, restart_steps=opts.restart_steps, rho=opts.rho,
+        solver=opts.solver, **common,
     )  # fmt: skip
+    solver = {"heun": "Heun", "dpmpp_2m": "DPM-Solver++(2M)"}[opts.solver]
     j = restart_level(sigmas, opts.restart_min, opts.restart_max, opts.restarts)
     if j is None:
-        return x, ["Heun", "no restart"]
+        return x, [solver, "no restart"]
     restarts = f"K = {opts.restarts} restarts from σ = {sigmas[j]:.4g} to {opts.restart_max:.4g}"
-    return x, ["Heun", restarts, f"M = {opts.restart_steps} steps each"]
+    return x, [solver, restarts, f"M = {opts.restart_steps} steps each"]
 
 
 def ode_mean(sched: schedule.Schedule, shape: tuple[int, ...]) -> torch.Tensor | None:
