@@ -14,7 +14,8 @@ the first 8,000, the last 2,000 are held out. Each job SAMPLER:NFE:SEED draws ``
 samples (``ncsn.samplers.run.draw``, batches of 250, EMA weights; fp32, or the network
 under bf16 autocast with ``--precision bf16``) with the number of
 steps N that gives that NFE (NFE counted by the samplers: ipndm, dpmpp_2m, dpmpp_2m_sde N;
-ode and churn 2N − 1; restart 2N − 1 + 2·K·M — ``ncsn.samplers.run``'s docstring), checked
+ode and churn 2N − 1; restart 2N − 1 + 2·K·M on Heun, N + K·M on DPM-Solver++(2M) —
+``ncsn.samplers.run``'s docstring), checked
 against the NFE the sampler reports. Each set is scored like benchmarks/ode_start.py: the
 Fréchet distance (FD, Heusel et al. 2017, Eq. 6) in the domain classifier's features
 (``--classifier``) against the 2,000 held-out digits and against the 8,000 training digits
