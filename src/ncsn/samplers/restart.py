@@ -22,6 +22,7 @@ from ncsn.samplers.ode import heun_sampler, ode_start
 from ncsn.schedule import karras_sigmas
 
 SOLVERS = {"heun": heun_sampler, "dpmpp_2m": dpmpp_2m_sampler}
+SOLVER_NAMES = {"heun": "Heun", "dpmpp_2m": "DPM-Solver++(2M)"}  # as samplers describe them
 
 
 def restart_level(sigmas: Sequence[float], t_min: float, t_max: float, restarts: int) -> int | None:

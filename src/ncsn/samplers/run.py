@@ -51,7 +51,7 @@ from ncsn.samplers.options import (  # noqa: F401 (re-exported: the options live
     options_class,
 )
 from ncsn.samplers.pc import pc_sampler
-from ncsn.samplers.restart import restart_level, restart_sampler
+from ncsn.samplers.restart import SOLVER_NAMES, restart_level, restart_sampler
 
 
 def ald_eps(sched: schedule.Schedule, steps: int, eps: float | None) -> float:
@@ -159,7 +159,7 @@ def _fast(sampler, model, shape, sigmas, opts, **common) -> tuple[torch.Tensor, 
         restarts=opts.restarts, restart_steps=opts.restart_steps, rho=opts.rho,
         solver=opts.solver, **common,
     )  # fmt: skip
-    solver = {"heun": "Heun", "dpmpp_2m": "DPM-Solver++(2M)"}[opts.solver]
+    solver = SOLVER_NAMES[opts.solver]
     j = restart_level(sigmas, opts.restart_min, opts.restart_max, opts.restarts)
     if j is None:
         return x, [solver, "no restart"]
