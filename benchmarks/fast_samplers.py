@@ -2,18 +2,18 @@
 
 What it measures: sample quality against the number of network evaluations (NFE) of the
 few-step samplers of ``ncsn.samplers.run`` — ``ipndm`` (Zhang & Chen 2023), ``dpmpp_2m`` and
-``dpmpp_2m_sde`` (Lu et al. 2022) at 4, 6, 8, 10, 15 and 20 NFE — next to the Heun ``ode``
-(Karras et al. 2022, Alg. 1) at 5, 9 and 19 NFE, all with the library's default options, on
-a trained run of configs/mnist.yaml (``--run``); the consistency model distilled from it by
-``ncsn distill`` (``--cm-run``; ``consistency`` at 1 and 2 NFE, Song et al. 2023, Alg. 1) when
-``--jobs`` names it; and, separately, their wall time on 2 CPU threads. ``restart`` (Xu et al.
-2023) can be asked for in ``--jobs`` but is not in the default.
+``dpmpp_2m_sde`` (Lu et al. 2022), ``unipc`` (Zhao et al. 2023) at 4, 6, 8, 10, 15 and 20 NFE —
+next to the Heun ``ode`` (Karras et al. 2022, Alg. 1) at 5, 9 and 19 NFE, all with the library's
+default options, on a trained run of configs/mnist.yaml (``--run``); the consistency model
+distilled from it by ``ncsn distill`` (``--cm-run``; ``consistency`` at 1 and 2 NFE, Song et
+al. 2023, Alg. 1) when ``--jobs`` names it; and, separately, their wall time on 2 CPU threads.
+``restart`` (Xu et al. 2023) can be asked for in ``--jobs`` but is not in the default.
 
 Protocol (benchmarks/mnist.py's): the data are the 10,000 MNIST t10k digits; the run trained on
 the first 8,000, the last 2,000 are held out. Each job SAMPLER:NFE:SEED draws ``--n`` = 1,000
 samples (``ncsn.samplers.run.draw``, batches of 250, EMA weights; fp32, or the network
 under bf16 autocast with ``--precision bf16``) with the number of
-steps N that gives that NFE (NFE counted by the samplers: ipndm, dpmpp_2m, dpmpp_2m_sde N;
+steps N that gives that NFE (NFE counted by the samplers: ipndm, dpmpp_2m, dpmpp_2m_sde, unipc N;
 ode and churn 2N − 1; restart 2N − 1 + 2·K·M on Heun, N + K·M on DPM-Solver++(2M) —
 ``ncsn.samplers.run``'s docstring), checked
 against the NFE the sampler reports. Each set is scored like benchmarks/ode_start.py: the
@@ -55,7 +55,7 @@ jobs of the other stages that σ. ``--stage eta`` does the same for dpmpp_2m_sde
 0.2, the eta stage's choices on the 7,000-step fp32 teacher, the 10,000-step bf16 teacher and
 its retraining on an AMX CPU),
 ``restart_k1m2`` (one restart interval of two Heun steps, so that Restart fits 9–19 NFE) and
-``restart_2m_k1m2`` (the same on DPM-Solver++(2M), N + 2 NFE).
+``restart_2m_k1m2`` (the same on DPM-Solver++(2M), N + 2 NFE), ``unipc_order3`` (UniPC-3).
 ``--stage all`` (the default) runs sample, score and time in turn. OUT defaults to
 benchmarks/results/mnist.
 """
@@ -102,7 +102,7 @@ TINY = [
     "train.preview_every=0",
     "schedule.num_levels=10",
 ]
-FAST = ("ipndm", "dpmpp_2m", "dpmpp_2m_sde")
+FAST = ("ipndm", "dpmpp_2m", "dpmpp_2m_sde", "unipc")
 # variants: a library sampler with options other than its defaults, named so in the sets' files
 VARIANTS = {
     # ipndm on the run's GITS levels (ncsn.samplers.gits), made here first
@@ -117,6 +117,8 @@ VARIANTS = {
     "restart_k1m2": ("restart", {"restarts": 1, "restart_steps": 2}),
     # the same restart on DPM-Solver++(2M): NFE N + 2, so any NFE ≥ 3
     "restart_2m_k1m2": ("restart", {"solver": "dpmpp_2m", "restarts": 1, "restart_steps": 2}),
+    # UniPC with a third-order predictor (the library's default is 2): diff-sampler's UniPC-3
+    "unipc_order3": ("unipc", {"order": 3}),
 }
 # the variants that need the run's GITS levels (made before their sets)
 GITS = tuple(v for v, (_, opts) in VARIANTS.items() if opts.get("schedule") == "gits")
@@ -130,7 +132,7 @@ DEFAULT_JOBS = ",".join(
 )
 SMOKE_JOBS = (
     "ipndm:4:0,dpmpp_2m:4:0,dpmpp_2m_sde:4:0,dpmpp_2m_sde_eta01:4:0,ode:5:0,ipndm_gits:4:0,"
-    "restart_k1m2:9:0,restart_2m_k1m2:5:0"
+    "restart_k1m2:9:0,restart_2m_k1m2:5:0,unipc:4:0,unipc_order3:4:0"
 )
 GITS_WARMUP, GITS_GRID = 256, 64  # `ncsn steps` defaults: warm-up trajectories, fine-grid levels
 SET_BATCH = 250  # samples per batch of every set, and --stage time's default

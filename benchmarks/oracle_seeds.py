@@ -3,9 +3,10 @@
 The test draws each case with sampler seed 0 and asks for an energy distance within 3 noise
 floors of exact mixture samples. One seed can be lucky or unlucky, so this script draws every
 case of the test (its ``CASES``: sampler, ladder, options, NFE) with seeds 0…S−1 and reports the
-distances in floors, how many are within 3, and the median, plus three references the test's
-comments quote: Heun at N = 10 (19 NFE), dpmpp_2m_sde at k-diffusion's η = 1 with N = 20, and
-dpmpp_2m alone on the 11 levels of the restart case. Same floor, same exact set as the test.
+distances in floors, how many are within 3, and the median, plus references the test's
+comments and docs/benchmarks.md quote: Heun at N = 10 (19 NFE), dpmpp_2m_sde at k-diffusion's
+η = 1 with N = 20, dpmpp_2m alone on the 11 levels of the restart case, and dpmpp_2m, unipc and
+unipc of order 3 at 10 NFE. Same floor, same exact set as the test.
 
     python benchmarks/oracle_seeds.py                    # seeds 0-7: results/oracle_seeds.json
     python benchmarks/oracle_seeds.py --smoke --out X    # 2 seeds, 400 points
@@ -28,6 +29,7 @@ from ncsn.files import atomic_write_bytes
 from ncsn.metrics import noise_floor
 from ncsn.samplers.multistep import dpmpp_2m_sampler, dpmpp_2m_sde_sampler
 from ncsn.samplers.ode import heun_sampler
+from ncsn.samplers.unipc import unipc_sampler
 from ncsn.schedule import karras_sigmas
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +70,15 @@ def main(argv: list[str] | None = None) -> dict:
             False,
         ),  # fmt: skip
         "dpmpp_2m N=11 (restart's ladder)": (dpmpp_2m_sampler, ladder, {}, 11, False),
+        "dpmpp_2m N=10": (dpmpp_2m_sampler, karras_sigmas(80.0, 0.01, 10), {}, 10, False),
+        "unipc N=10": (unipc_sampler, karras_sigmas(80.0, 0.01, 10), {}, 10, False),
+        "unipc order 3 N=10": (
+            unipc_sampler,
+            karras_sigmas(80.0, 0.01, 10),
+            {"order": 3},
+            10,
+            False,
+        ),  # fmt: skip
     }
     rows = {}
     for name, (sampler, sigmas, options, nfe, tested) in cases.items():

@@ -182,7 +182,7 @@ def test_compile_without_a_cpp_compiler_is_a_clear_error(run, tmp_path, capsys, 
     assert not (tmp_path / "s").exists()
 
 
-# --- the fast samplers (ipndm, dpmpp_2m, dpmpp_2m_sde, restart) ---------------------------------
+# --- the fast samplers (ipndm, dpmpp_2m, dpmpp_2m_sde, unipc, restart) --------------------------
 
 
 @pytest.mark.parametrize(
@@ -192,6 +192,8 @@ def test_compile_without_a_cpp_compiler_is_a_clear_error(run, tmp_path, capsys, 
         ("ipndm", ["--max-order", "2", "--step-schedule", "loguniform"], 10),
         ("dpmpp_2m", [], 10),
         ("dpmpp_2m_sde", ["--eta", "0.5"], 10),
+        ("unipc", [], 10),
+        ("unipc", ["--unipc-order", "3", "--step-schedule", "loguniform"], 10),
         ("restart", [], 2 * 10 - 1 + 2 * 2 * 4),  # defaults K = 2, M = 4
         ("restart", ["--restarts", "1", "--restart-steps", "3", "--restart-max", "2"], 19 + 6),
         ("restart", ["--restarts", "0"], 19),
@@ -217,6 +219,8 @@ def test_each_fast_sampler_writes_samples_and_reports_nfe(
     [
         ("--max-order", "0"),
         ("--max-order", "5"),
+        ("--unipc-order", "0"),
+        ("--unipc-order", "4"),
         ("--eta", "-1"),
         ("--eta", "nan"),
         ("--restarts", "-1"),

@@ -10,11 +10,11 @@ The names below are the public API: ``load``/``Run``/``train``/``evaluate`` (:mo
 the samplers, which share one signature ``sampler(model, shape, sigmas, *, generator,
 callback=None, **options)`` (``annealed_langevin``, ``langevin``, ``pc_sampler``,
 ``heun_sampler``, ``restart_sampler``, ``ipndm_sampler``, ``dpmpp_2m_sampler``,
-``dpmpp_2m_sde_sampler``; ``sample`` and ``draw`` run any of them by name on a run's schedule,
-with ``labels``/``guidance`` for class-conditional runs); ``Run.likelihood`` (log p and bits/dim
-through the probability-flow ODE, :mod:`ncsn.likelihood`); the σ
-ladders (``geometric_sigmas``, ``karras_sigmas``) and ``Schedule``; ``ScoreModel`` with
-``score(x, σ)`` and ``denoise(x, σ)``; ``Config`` and ``load_config``; ``NCSNError``.
+``dpmpp_2m_sde_sampler``, ``unipc_sampler``; ``sample`` and ``draw`` run any of them by name on
+a run's schedule, with ``labels``/``guidance`` for class-conditional runs); ``Run.likelihood``
+(log p and bits/dim through the probability-flow ODE, :mod:`ncsn.likelihood`); the σ ladders
+(``geometric_sigmas``, ``karras_sigmas``) and ``Schedule``; ``ScoreModel`` with ``score(x, σ)``
+and ``denoise(x, σ)``; ``Config`` and ``load_config``; ``NCSNError``.
 Conventions (σ ordering, the ε convention, data range) are in docs/conventions.md.
 """
 
@@ -29,6 +29,7 @@ from ncsn.samplers.ode import heun_sampler
 from ncsn.samplers.pc import pc_sampler
 from ncsn.samplers.restart import restart_sampler
 from ncsn.samplers.run import SAMPLERS, draw, sample
+from ncsn.samplers.unipc import unipc_sampler
 from ncsn.schedule import Schedule, geometric_sigmas, karras_sigmas
 
 __all__ = [
@@ -54,4 +55,5 @@ __all__ = [
     "restart_sampler",
     "sample",
     "train",
+    "unipc_sampler",
 ]

@@ -146,6 +146,7 @@ class SampleConfig:
         "ipndm",
         "dpmpp_2m",
         "dpmpp_2m_sde",
+        "unipc",
         "restart",
         "consistency",
     ] = "ald"

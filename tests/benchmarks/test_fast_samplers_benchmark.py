@@ -16,7 +16,7 @@ CLASSIFIER = REPO / "benchmarks" / "results" / "mnist" / "classifier.safetensors
 JOBS = {  # sampler, NFE, N
     ("ipndm", 4, 4), ("dpmpp_2m", 4, 4), ("dpmpp_2m_sde", 4, 4), ("ode", 5, 3),
     ("ipndm_gits", 4, 4), ("dpmpp_2m_sde_eta01", 4, 4), ("restart_k1m2", 9, 3),
-    ("restart_2m_k1m2", 5, 3),
+    ("restart_2m_k1m2", 5, 3), ("unipc", 4, 4), ("unipc_order3", 4, 4),
     ("consistency", 1, 1), ("consistency", 2, 2),
 }  # fmt: skip
 
@@ -56,6 +56,9 @@ def test_smoke_run_draws_scores_and_times_the_fast_samplers(tmp_path):
     assert (restart["options"]["restarts"], restart["options"]["restart_steps"]) == (1, 2)
     (on_2m,) = [r for r in record["rows"] if r["sampler"] == "restart_2m_k1m2"]
     assert (restart["options"]["solver"], on_2m["options"]["solver"]) == ("heun", "dpmpp_2m")
+    (u2,) = [r for r in record["rows"] if r["sampler"] == "unipc"]
+    (u3,) = [r for r in record["rows"] if r["sampler"] == "unipc_order3"]
+    assert (u2["options"]["order"], u3["options"]["order"]) == (2, 3)
     assert all(r["precision"] == "fp32" for r in record["rows"])
     images = np.load(samples / "default-ipndm-4-seed0.npz")["images"]
     assert images.dtype == np.uint8 and images.shape == (16, 28, 28, 1)

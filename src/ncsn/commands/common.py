@@ -17,6 +17,7 @@ from ncsn.errors import NCSNError
 from ncsn.samplers import run
 from ncsn.samplers.multistep import MAX_ORDER
 from ncsn.samplers.restart import SOLVERS
+from ncsn.samplers.unipc import MAX_ORDER as UNIPC_MAX_ORDER
 from ncsn.training.state import load_run
 
 
@@ -61,11 +62,12 @@ def check_positive(flag: str, value) -> None:
 def add_sampler_args(q) -> None:
     """``--sampler``, ``--steps`` and every sampler's options; defaults from
     :mod:`ncsn.samplers.run`'s options dataclasses (stated there once)."""
-    pc, churn, ipndm, sde, restart = (
+    pc, churn, ipndm, sde, unipc, restart = (
         run.PC(),
         run.Churn(),
         run.IPNDM(),
         run.DPMpp2MSDE(),
+        run.UniPC(),
         run.Restart(),
     )
     q.add_argument(
@@ -78,7 +80,8 @@ def add_sampler_args(q) -> None:
         type=int,
         help="ald: Langevin steps per level T (ε follows the NCSNv2 rule for it; default the "
         "run's T); pc: noise levels N (default the run's L); ode, churn, ipndm, dpmpp_2m, "
-        f"dpmpp_2m_sde, restart: N (default {run.ODE_STEPS}); consistency: jumps N (default 1)",
+        f"dpmpp_2m_sde, unipc, restart: N (default {run.ODE_STEPS}); consistency: jumps N "
+        "(default 1)",
     )
     q.add_argument(
         "--eps",
@@ -111,9 +114,9 @@ def add_sampler_args(q) -> None:
         "--step-schedule",
         choices=(*schedule.STEP_SCHEDULES, "gits"),
         default=ipndm.schedule,
-        help="ipndm, dpmpp_2m, dpmpp_2m_sde, restart: the N levels ρ-spaced (karras, Karras et "
-        "al. 2022 Eq. 5), uniform in log σ (loguniform), or optimised for this run (gits, made "
-        f"by `ncsn steps`) ({ipndm.schedule})",
+        help="ipndm, dpmpp_2m, dpmpp_2m_sde, unipc, restart: the N levels ρ-spaced (karras, "
+        "Karras et al. 2022 Eq. 5), uniform in log σ (loguniform), or optimised for this run "
+        f"(gits, made by `ncsn steps`) ({ipndm.schedule})",
     )
     q.add_argument(
         "--max-order",
@@ -159,6 +162,13 @@ def add_sampler_args(q) -> None:
         help="restart: the ODE solver down the ladder and back from each restart: heun (Xu et "
         "al.'s, 2N − 1 + 2KM NFE) or dpmpp_2m (N + KM NFE) "
         f"({restart.solver})",
+    )
+    q.add_argument(
+        "--unipc-order",
+        type=int,
+        default=unipc.order,
+        help=f"unipc: the predictor's order, 1 to {UNIPC_MAX_ORDER}; the corrector adds one "
+        f"({unipc.order})",
     )
     q.add_argument(
         "--sigma-mid",
@@ -211,6 +221,7 @@ def sampler_options(args, cfg: config.Config):
         schedule=args.step_schedule,
         max_order=args.max_order,
         eta=args.eta,
+        order=args.unipc_order,
         restart_min=args.restart_min,
         restart_max=args.restart_max,
         restarts=args.restarts,
@@ -221,9 +232,11 @@ def sampler_options(args, cfg: config.Config):
 
 
 def _check_fast_samplers(args) -> None:
-    """The flags of ipndm, dpmpp_2m_sde and restart, each refused in one line naming it."""
+    """The flags of ipndm, dpmpp_2m_sde, unipc and restart, each refused in one line naming
+    it."""
     for flag, value, least, most in [
         ("--max-order", args.max_order, 1, MAX_ORDER),
+        ("--unipc-order", args.unipc_order, 1, UNIPC_MAX_ORDER),
         ("--restarts", args.restarts, 0, 1000),
         ("--restart-steps", args.restart_steps, 1, 1000),
     ]:

@@ -199,8 +199,9 @@ def add_parsers(sub) -> None:
         "Langevin (paper), pc = predictor–corrector (reverse diffusion + Langevin, Song et al. "
         "2021), ode = probability-flow ODE with Heun steps (Karras et al. 2022), churn = its "
         "stochastic variant, ipndm and dpmpp_2m = multistep ODE solvers (one evaluation per "
-        "step; Zhang & Chen 2023, Lu et al. 2022), dpmpp_2m_sde = the stochastic 2M, restart = "
-        "Heun with restart intervals (Xu et al. 2023). Class-conditional runs take --class and "
+        "step; Zhang & Chen 2023, Lu et al. 2022), dpmpp_2m_sde = the stochastic 2M, unipc = "
+        "the multistep predictor–corrector UniPC (Zhao et al. 2023), restart = Heun or 2M with "
+        "restart intervals (Xu et al. 2023). Class-conditional runs take --class and "
         "--guidance (samples.npz then also holds 'labels').",
     )
     run_args(q, "samples")

@@ -82,7 +82,8 @@ def ipndm_sampler(
     return x
 
 
-def _denoise(model, x: torch.Tensor, sigma: float) -> torch.Tensor:
+def denoise(model, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """D(x, σ) with one σ per example (the data prediction of DPM-Solver++ and UniPC)."""
     return model.denoise(x, sigma_batch(sigma, x))
 
 
@@ -133,7 +134,7 @@ def _dpmpp_2m(model, shape, sigmas, generator, callback, eta, x, mean) -> torch.
         x = ode_start(shape, t[0], generator, mean)
     denoised_prev, h_prev = None, None
     for i in range(len(t) - 1):
-        denoised = _denoise(model, x, t[i])
+        denoised = denoise(model, x, t[i])
         if t[i + 1] == 0:
             x = denoised
         else:

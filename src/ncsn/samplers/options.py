@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ncsn.errors import NCSNError
+from ncsn.samplers.unipc import ORDER as UNIPC_ORDER
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,16 @@ class DPMpp2MSDE:
 
 
 @dataclass(frozen=True)
+class UniPC:
+    """UniPC (Zhao et al. 2023) with B(h) = e^h − 1, data prediction: a predictor of order
+    ``order`` (1–3) and the corrector that raises it by one, one evaluation per level."""
+
+    order: int = UNIPC_ORDER
+    rho: float = 7.0
+    schedule: str = "karras"
+
+
+@dataclass(frozen=True)
 class Restart:
     """Restart sampling (Xu et al. 2023, Alg. 1) on the ODE ``solver`` ("heun", the paper's, or
     "dpmpp_2m"): at the first level σ_j ≤ ``restart_min`` (t_min, a σ value, snapped to the
@@ -110,7 +121,7 @@ class Consistency:
 
 
 ECT_MID = 0.821  # Geng et al. 2024: the two-step sampler's middle σ for data with σ_data = 0.5
-Options = ALD | PC | ODE | Churn | IPNDM | DPMpp2M | DPMpp2MSDE | Restart | Consistency
+Options = ALD | PC | ODE | Churn | IPNDM | DPMpp2M | DPMpp2MSDE | UniPC | Restart | Consistency
 OPTIONS = {
     "ald": ALD,
     "pc": PC,
@@ -119,6 +130,7 @@ OPTIONS = {
     "ipndm": IPNDM,
     "dpmpp_2m": DPMpp2M,
     "dpmpp_2m_sde": DPMpp2MSDE,
+    "unipc": UniPC,
     "restart": Restart,
     "consistency": Consistency,
 }

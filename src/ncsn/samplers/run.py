@@ -3,16 +3,16 @@ benchmark and the Python API.
 
 ``steps`` means T (Langevin steps per level) for ``ald`` and the number of noise levels N for
 the others (N levels from σ₁ to σ_L, then σ = 0: Karras et al.'s ρ ladder, or uniform in log σ
-with ``schedule="loguniform"`` for the four fast samplers). Each sampler's own settings travel in
+with ``schedule="loguniform"`` for the five fast samplers). Each sampler's own settings travel in
 its options dataclass below, whose field defaults are the library's defaults (the command line
 reads them from here). NFE is counted by the samplers themselves (docs/conventions.md,
 "Samplers"): ald L·T (+1 final denoising), pc (N−1)(1+M) (+1), ode and churn 2N − 1, ipndm,
-dpmpp_2m and dpmpp_2m_sde N (one denoiser evaluation per step, none at σ = 0), restart
+dpmpp_2m, dpmpp_2m_sde and unipc N (one denoiser evaluation per step, none at σ = 0), restart
 2N − 1 + 2·K·M on Heun and N + K·M on DPM-Solver++(2M) (K restarts of M steps; no restart
 when no level of the ladder lies in (0, t_min] or t_max is not above it), consistency N (one
 jump per level; ``steps`` counts the jumps, on a consistency model only). ``ode``, ``ipndm``,
-``dpmpp_2m``, ``dpmpp_2m_sde`` and ``restart`` start from N(μ, σ₁² I), μ the training data's
-mean recorded in the run (:func:`ode_mean`).
+``dpmpp_2m``, ``dpmpp_2m_sde``, ``unipc`` and ``restart`` start from N(μ, σ₁² I), μ the training
+data's mean recorded in the run (:func:`ode_mean`).
 """
 
 from __future__ import annotations
@@ -47,11 +47,13 @@ from ncsn.samplers.options import (  # noqa: F401 (re-exported: the options live
     DPMpp2MSDE,
     Options,
     Restart,
+    UniPC,
     options,
     options_class,
 )
 from ncsn.samplers.pc import pc_sampler
 from ncsn.samplers.restart import SOLVER_NAMES, restart_level, restart_sampler
+from ncsn.samplers.unipc import unipc_sampler
 
 
 def ald_eps(sched: schedule.Schedule, steps: int, eps: float | None) -> float:
@@ -145,7 +147,7 @@ def _start(sched: schedule.Schedule) -> str:
 
 
 def _fast(sampler, model, shape, sigmas, opts, **common) -> tuple[torch.Tensor, list[str]]:
-    """ipndm, dpmpp_2m, dpmpp_2m_sde or restart: (samples, their own settings in words)."""
+    """ipndm, dpmpp_2m, dpmpp_2m_sde, unipc or restart: (samples, their own settings in words)."""
     if sampler == "ipndm":
         x = ipndm_sampler(model, shape, sigmas, max_order=opts.max_order, **common)
         return x, [f"order ≤ {opts.max_order}"]
@@ -154,6 +156,9 @@ def _fast(sampler, model, shape, sigmas, opts, **common) -> tuple[torch.Tensor, 
     if sampler == "dpmpp_2m_sde":
         x = dpmpp_2m_sde_sampler(model, shape, sigmas, eta=opts.eta, **common)
         return x, [f"η = {opts.eta}"]
+    if sampler == "unipc":
+        x = unipc_sampler(model, shape, sigmas, order=opts.order, **common)
+        return x, [f"UniP order {opts.order}, B(h) = e^h − 1"]
     x = restart_sampler(
         model, shape, sigmas, t_min=opts.restart_min, t_max=opts.restart_max,
         restarts=opts.restarts, restart_steps=opts.restart_steps, rho=opts.rho,
@@ -169,7 +174,7 @@ def _fast(sampler, model, shape, sigmas, opts, **common) -> tuple[torch.Tensor, 
 
 def ode_mean(sched: schedule.Schedule, shape: tuple[int, ...]) -> torch.Tensor | None:
     """μ, the training data's mean recorded in the run, as one example of ``shape`` (N, ...):
-    where the deterministic ``ode`` (and ipndm, dpmpp_2m, dpmpp_2m_sde, restart) starts,
+    where the deterministic ``ode`` (and ipndm, dpmpp_2m, dpmpp_2m_sde, unipc, restart) starts,
     N(μ, σ₁² I). None for runs without a recorded mean (trained before issue 14): they start from
     N(0, σ₁² I), as before. ald, pc and churn keep their starts: their noise carries them to p_σ
     whatever the start's mean."""
