@@ -34,9 +34,10 @@ RESTART_2M = {"solver": "dpmpp_2m", "t_min": 2.0, "t_max": 10.0, "restarts": 2, 
 # NFE ≤ 20 for each new sampler: ipndm and dpmpp_2m N = 20; dpmpp_2m_sde N = 20 at η = 0.3 (the
 # MNIST benchmark's η at 9 NFE), restart on DPM-Solver++(2M) N + K·M = 11 + 2·4 = 19. Measured
 # over sampler seeds 0–7 (distances in noise floors; the tests use seed 0): ipndm and dpmpp_2m
-# within 3 floors on 8 of 8 (at most 2.8), unipc (order 2, the default) UNIPC2, its order 3
-# UNIPC3, dpmpp_2m_sde at η = 0.3 on 7 of 8 (median 1.6),
-# restart (2M) on 7 of 8 (median 1.4; dpmpp_2m alone on its 11 levels: 9–11 floors). Two more
+# within 3 floors on 8 of 8 (at most 2.8), unipc (order 2, the default) on 7 of 8 (median
+# 1.3, at most 3.2), its order 3 on 6 of 8 (median 1.3), dpmpp_2m_sde at η = 0.3 on 7 of 8
+# (median 1.6), restart (2M) on 7 of 8 (median 1.4; dpmpp_2m alone on its 11 levels: 9–11
+# floors). Two more
 # cases hold the defaults to their budgets: dpmpp_2m_sde at k-diffusion's η = 1 needs N = 30
 # (7 of 8; at N = 20, 1 of 8: the injected noise's first-order error), and restart on Heun
 # 2N − 1 + 2KM = 19 + 8 = 27 (6 of 8; at ≤ 20 NFE no Heun-based sampler gets within 3 floors:
