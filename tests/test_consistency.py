@@ -1,8 +1,10 @@
 """Issue 16, item 5: the consistency parameterization, ECT's loss, ``ncsn distill`` and the
 consistency sampler."""
 
+import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -82,6 +84,27 @@ def test_the_mapping_shrinks_the_gap_by_q_each_stage():
     assert (ECT.stage(0), ECT.stage(9), ECT.stage(10), ECT.stage(35)) == (0, 0, 1, 3)
 
 
+def _f(v, s):
+    """The consistency function of ``_model()`` at one σ, by hand (Song et al. 2023, App. C)."""
+    c_skip = SIGMA_DATA**2 / ((s - SIGMA_MIN) ** 2 + SIGMA_DATA**2)
+    c_out = (s - SIGMA_MIN) * SIGMA_DATA / math.sqrt(s**2 + SIGMA_DATA**2)
+    c_in = 1 / math.sqrt(s**2 + SIGMA_DATA**2)
+    return c_skip * v + c_out * (torch.sin(0.7 * c_in * v) + 0.1 * math.log(s))
+
+
+def _draws(n: int, seed: int, stage: int):
+    """ECT's draws for ``n`` examples of dimension 3 by hand, in its order (t, then z), with
+    r(t) at ``stage`` for the module's ECT constants: (t, r, z) per example."""
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.exp(-1.0 + 1.5 * torch.randn(n, generator=gen, dtype=torch.float64))
+    t = t.clamp(SIGMA_MIN, 8.0)
+    z = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    for i in range(n):
+        ti = float(t[i])
+        ri = max(SIGMA_MIN, ti - ti * (1 + 8 / (1 + math.exp(1.3 * ti))) / 2 ** (stage + 1))
+        yield ti, ri, z[i]
+
+
 def test_the_loss_equals_a_hand_computation_on_a_fixed_batch():
     x = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     model = _model()
@@ -89,27 +112,64 @@ def test_the_loss_equals_a_hand_computation_on_a_fixed_batch():
     loss = consistency.ect_loss(
         model, x, ECT, step=step, generator=torch.Generator().manual_seed(5)
     )
-    gen = torch.Generator().manual_seed(5)  # the same draws, in the same order: t, then z
-    t = torch.exp(-1.0 + 1.5 * torch.randn(6, generator=gen, dtype=torch.float64))
-    t = t.clamp(SIGMA_MIN, 8.0)
-    z = torch.randn(6, 3, generator=gen, dtype=torch.float64)
     total = 0.0
-    for i in range(6):
-        ti = float(t[i])
-        ri = max(SIGMA_MIN, ti - ti * (1 + 8 / (1 + math.exp(1.3 * ti))) / 2**3)
-
-        def f(v, s):
-            c_skip = SIGMA_DATA**2 / ((s - SIGMA_MIN) ** 2 + SIGMA_DATA**2)
-            c_out = (s - SIGMA_MIN) * SIGMA_DATA / math.sqrt(s**2 + SIGMA_DATA**2)
-            c_in = 1 / math.sqrt(s**2 + SIGMA_DATA**2)
-            return c_skip * v + c_out * (torch.sin(0.7 * c_in * v) + 0.1 * math.log(s))
-
-        diff = f(x[i] + ti * z[i], ti) - f(x[i] + ri * z[i], ri)
+    for i, (ti, ri, zi) in enumerate(_draws(6, seed=5, stage=2)):
+        diff = _f(x[i] + ti * zi, ti) - _f(x[i] + ri * zi, ri)
         d = math.sqrt(float(diff.pow(2).sum()) + 0.05**2) - 0.05
         total += d / (ti - ri) if ti > ri else 0.0
     assert loss.item() == pytest.approx(total / 6, rel=1e-9)
     loss.backward()  # the gradient flows through f(x_t, t) only (the target has none)
     assert model.net.a.grad is not None and model.net.a.grad.abs() > 0
+
+
+class GaussianDenoiser:
+    """The exact denoiser of data N(μ, s²I): D(x, σ) = μ + (x − μ)·s²/(s² + σ²)."""
+
+    def __init__(self, mu, s):
+        self.mu, self.s = mu, s
+
+    def denoise(self, x, sigma):
+        return self.mu + (x - self.mu) * (self.s**2 / (self.s**2 + sigma**2))[:, None]
+
+
+def test_the_teacher_heun_step_is_second_order_on_a_gaussian():
+    """On N(μ, s²) the ODE's solution is x(r) = μ + (x − μ)·√(s² + r²)/√(s² + t²); one Heun step's
+    error shrinks as (t − r)³ (local error of a second-order method)."""
+    mu, s = 0.3, 0.5
+    teacher = GaussianDenoiser(mu, s)
+    x = torch.tensor([[1.7, -0.4]], dtype=torch.float64)
+    t = torch.tensor([2.0], dtype=torch.float64)
+    errors = []
+    gaps = (0.2, 0.1, 0.05)
+    for gap in gaps:
+        r = t - gap
+        exact = mu + (x - mu) * math.sqrt(s**2 + r.item() ** 2) / math.sqrt(s**2 + t.item() ** 2)
+        errors.append((consistency.heun_step(teacher, x, t, r) - exact).abs().max().item())
+    slope = np.polyfit(np.log(gaps), np.log(errors), 1)[0]  # local error ∝ gap^slope
+    assert 2.8 < slope < 3.3, (errors, slope)
+
+
+def test_the_teacher_pair_loss_equals_a_hand_computation():
+    """``train.ect_pair = teacher``: x_r is the teacher's Heun step from x_t (Song et al. 2023,
+    Algorithm 2), the rest as ECT."""
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    mu, s = 0.2, 0.6
+    ect = dataclasses.replace(ECT, pair="teacher", teacher=GaussianDenoiser(mu, s))
+    model = _model()
+    loss = consistency.ect_loss(model, x, ect, step=0, generator=torch.Generator().manual_seed(9))
+    total = 0.0
+    for i, (ti, ri, zi) in enumerate(_draws(5, seed=9, stage=0)):
+        xt = x[i] + ti * zi
+
+        def slope(v, sig):  # (x − D(x, σ))/σ
+            return (v - (mu + (v - mu) * s**2 / (s**2 + sig**2))) / sig
+
+        euler = xt + (ri - ti) * slope(xt, ti)
+        xr = xt + (ri - ti) * (slope(xt, ti) + slope(euler, ri)) / 2
+
+        d = math.sqrt(float((_f(xt, ti) - _f(xr, ri)).pow(2).sum()) + 0.05**2) - 0.05
+        total += d / (ti - ri) if ti > ri else 0.0
+    assert loss.item() == pytest.approx(total / 5, rel=1e-9)
 
 
 def test_an_example_at_sigma_min_has_weight_zero_not_nan():
@@ -212,6 +272,23 @@ def test_distill_starts_from_the_teacher_and_samples_in_one_and_two_jumps(
         assert torch.isfinite(images).all()
 
 
+def test_teacher_pairs_load_the_teacher_and_train_differently(teacher, tmp_path, capsys):
+    runs = {}
+    for pair in ("noise", "teacher"):
+        out = tmp_path / pair
+        args = ["distill", str(teacher), "--out", str(out), "--steps", "2", "--no-progress",
+                "--set", f"train.ect_pair={pair}"]  # fmt: skip
+        assert main(args) == 0
+        log = capsys.readouterr().out
+        assert ("teacher of the ECT pairs" in log) == (pair == "teacher")
+        assert ("the teacher's Heun step" in log) == (pair == "teacher")
+        runs[pair] = _tensors(out)
+        assert main(["info", str(out)]) == 0  # the description, without loading the teacher
+        assert ("the teacher's Heun step" in capsys.readouterr().out) == (pair == "teacher")
+    key = "model.net.conv_out.weight"
+    assert not torch.equal(runs["noise"][key], runs["teacher"][key])
+
+
 def test_a_post_hoc_ema_of_the_student_is_a_consistency_model(teacher, tmp_path, capsys):
     out = tmp_path / "student"
     snapshots = ["--set", "train.ema_stds=[0.05,0.1]", "--set", "train.ema_snapshot_every=2"]
@@ -231,13 +308,16 @@ def test_a_post_hoc_ema_of_the_student_is_a_consistency_model(teacher, tmp_path,
     assert info["nfe"] == 2 and torch.isfinite(images).all()
 
 
-def test_a_resumed_distillation_gives_the_same_bytes(teacher, tmp_path):
+@pytest.mark.parametrize("pair", ["noise", "teacher"])
+def test_a_resumed_distillation_gives_the_same_bytes(teacher, tmp_path, pair):
     common = [
         "--no-progress",
         "--set",
         "train.ect_stage_steps=2",
         "--set",
         "train.checkpoint_every=3",
+        "--set",
+        f"train.ect_pair={pair}",
     ]
     assert (
         main(["distill", str(teacher), "--out", str(tmp_path / "once"), "--steps", "6", *common])
@@ -303,6 +383,8 @@ def test_ect_and_the_consistency_parameterization_go_together():
         (["model.parameterization=consistency"], "model.parameterization"),
         (["train.objective=ect", "model.parameterization=consistency", "model.net=refinenet"],
          "train.objective"),
+        (["train.objective=ect", "model.parameterization=consistency", "train.ect_pair=teacher"],
+         "train.ect_pair"),
     ]:  # fmt: skip
         with pytest.raises(NCSNError, match=field):
             config.load(None, overrides)

@@ -130,6 +130,7 @@ class TrainConfig:
     ect_b: float | Auto = "auto"  # auto: ECT's 1 in units of the data, 0.5/σ_data
     ect_c: float | Auto = "auto"  # pseudo-Huber c; auto: 0.00054·√D·σ_data/0.5 (iCT's)
     ect_stage_steps: int = 200  # steps per stage
+    ect_pair: Literal["noise", "teacher"] = "noise"  # x_r: x + r·z, or init_from's Heun step
 
 
 @dataclass

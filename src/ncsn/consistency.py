@@ -9,6 +9,12 @@ Per example (ECT §3 and their training/loss.py, ``ECMLoss``):
   target moves from "the clean data" (r = σ_min) towards the model's own nearer level;
 - one noise z for both levels: x_t = x + t·z, x_r = x + r·z;
 - the target f_θ⁻(x_r, r) is the same network without gradient, with the same dropout mask;
+- ``train.ect_pair = teacher`` replaces ECT's x_r by consistency *distillation*'s (Song et al.
+  2023, "Consistency Models", Algorithm 2, with Heun's method as the ODE solver Φ, as there for
+  EDM teachers): x_r = one Heun step of the teacher's probability-flow ODE
+  dx/dσ = (x − D(x, σ))/σ (Karras et al. 2022, Alg. 1) from (x_t, t) to r, the teacher being
+  the frozen EMA weights of ``train.init_from``; two teacher evaluations per example, and a
+  target on x_t's own ODE trajectory instead of a one-sample estimate of it;
 - the loss w(t, r)·d(f_θ(x_t, t), f_θ⁻(x_r, r)) with w = 1/(t − r) (ECT's CIFAR-10 weighting,
   "the 1/Δt weighting") and the pseudo-Huber distance d(a, b) = √(‖a − b‖² + c²) − c
   (Song & Dhariwal 2023, "Improved Techniques for Training Consistency Models", §3.3);
@@ -60,6 +66,8 @@ class ECT:
     b: float
     c: float
     stage_steps: int
+    pair: str = "noise"  # train.ect_pair: x_r = x + r·z, or the teacher's Heun step
+    teacher: torch.nn.Module | None = None  # pair teacher: the frozen denoiser D (training)
 
     def stage(self, step: int) -> int:
         """s = ⌊step / d⌋: how many times Δt has shrunk by q."""
@@ -85,13 +93,15 @@ class ECT:
             f"ECT: ln t ~ N({self.p_mean:.4g}, {self.p_std:.4g}²) on [{self.sigma_min:.4g}, "
             f"{self.sigma_max:.4g}], r = t − t·(1 + {self.k:g}·sigmoid(−{self.b:.4g} t))/"
             f"{self.q:g}^(stage + 1), stage = step // {self.stage_steps}, pseudo-Huber c "
-            f"{self.c:.4g}, weight 1/(t − r)"
+            f"{self.c:.4g}, weight 1/(t − r), x_r = "
+            + ("x + r·z" if self.pair == "noise" else "the teacher's Heun step from x_t")
         )
 
 
-def from_config(t, sigmas: list[float], sigma_data: float, dim: int) -> ECT:
+def from_config(t, sigmas: list[float], sigma_data: float, dim: int, teacher=None) -> ECT:
     """The ECT constants a TrainConfig asks for, ``auto`` resolved for data of pixel standard
-    deviation ``sigma_data`` and ``dim`` values per example, on the ladder ``sigmas``."""
+    deviation ``sigma_data`` and ``dim`` values per example, on the ladder ``sigmas``;
+    ``teacher`` for ``train.ect_pair = teacher`` (None where only the description is needed)."""
     scale = sigma_data / EDM_SIGMA_DATA
     return ECT(
         sigma_min=float(min(sigmas)),
@@ -103,6 +113,8 @@ def from_config(t, sigmas: list[float], sigma_data: float, dim: int) -> ECT:
         b=t.ect_b if t.ect_b != "auto" else ECT_B / scale,
         c=t.ect_c if t.ect_c != "auto" else ICT_C * math.sqrt(dim) * scale,
         stage_steps=t.ect_stage_steps,
+        pair=t.ect_pair,
+        teacher=teacher,
     )
 
 
@@ -129,14 +141,29 @@ def ect_loss(
     t, z = t.chunk(world)[rank], z.chunk(world)[rank]
     r = ect.r(t, ect.stage(step))
     extra = () if labels is None else (labels,)
+    x_t = x + append_dims(t, x.dim()) * z
     dropout_state = _rng_state(x.device)
-    f_t = _consistency(model, x + append_dims(t, x.dim()) * z, t, extra)
+    f_t = _consistency(model, x_t, t, extra)
     with torch.no_grad():  # the target: the same network, the same dropout mask, no gradient
+        if ect.pair == "noise":
+            x_r = x + append_dims(r, x.dim()) * z
+        else:
+            x_r = heun_step(ect.teacher, x_t, t, r, extra)
         _set_rng_state(x.device, dropout_state)
-        f_r = _consistency(model, x + append_dims(r, x.dim()) * z, r, extra)
+        f_r = _consistency(model, x_r, r, extra)
     gap = t - r
     weight = torch.where(gap > 0, 1.0 / gap.clamp(min=torch.finfo(gap.dtype).tiny), 0.0)
     return (weight * ect.distance(f_t, f_r.detach())).mean()
+
+
+def heun_step(teacher, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor, extra=()):
+    """One Heun step of dx/dσ = (x − D(x, σ))/σ from σ = t to σ = r, per example (Karras et al.
+    2022, Algorithm 1, lines 5–8; r > 0 here, so the second-order correction always applies)."""
+    t_, r_ = append_dims(t, x.dim()), append_dims(r, x.dim())
+    d = (x - teacher.denoise(x, t, *extra).to(x.dtype)) / t_
+    x_euler = x + (r_ - t_) * d
+    d_r = (x_euler - teacher.denoise(x_euler, r, *extra).to(x.dtype)) / r_
+    return x + (r_ - t_) * (d + d_r) / 2
 
 
 def _consistency(model, x_noisy: torch.Tensor, sigma: torch.Tensor, extra) -> torch.Tensor:

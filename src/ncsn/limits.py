@@ -321,6 +321,9 @@ def check_config(cfg, blame=lambda name: "config") -> None:
         for name, value in [("train.ect_b", t.ect_b), ("train.ect_c", t.ect_c)]:
             if value != "auto" and not value >= 0:
                 fail(name, value, "a number ≥ 0 (or 'auto')")
+        if t.ect_pair == "teacher" and t.init_from is None:
+            fail("train.ect_pair", t.ect_pair, "'noise' without train.init_from (the teacher's "
+                 "run directory, which ncsn distill sets)")  # fmt: skip
     if t.init_from is not None and (not t.init_from or "\x00" in t.init_from):
         fail("train.init_from", t.init_from, "a run directory (or null)")
     if any(not 0 < v <= MAX_EMA_STD for v in t.ema_stds) or len(t.ema_stds) > 8:

@@ -83,8 +83,10 @@ def add_parsers(sub) -> None:
         "= x by Easy Consistency Tuning (Geng et al. 2024): a new run in --out that starts from "
         "the teacher's EMA weights, keeps its data, network and ladder, and samples with "
         "`ncsn sample OUT --sampler consistency --steps 1|2`. ECT's constants are train.ect_* "
-        "and train.p_mean/p_std (docs/config.md); any training field can be --set. Rerunning "
-        "the command resumes the run from its last checkpoint.",
+        "and train.p_mean/p_std (docs/config.md); --set train.ect_pair=teacher makes the pairs "
+        "with the teacher's ODE (consistency distillation) instead of shared noise. Any "
+        "training field can be --set. Rerunning the command resumes the run from its last "
+        "checkpoint.",
     )
     q.add_argument("run_dir", help="the teacher: a run trained with model.parameterization edm "
                                    "(or its `ncsn ema` post-hoc run)")  # fmt: skip

@@ -36,7 +36,16 @@ from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel, build_model, check_training_memory, count_parameters
 from ncsn.nets import experts
 from ncsn.objectives import dsm_loss, ssm_loss
-from ncsn.training import data_prep, distributed, lock, optim, per_sigma, run_state, state
+from ncsn.training import (
+    data_prep,
+    distributed,
+    init_from,
+    lock,
+    optim,
+    per_sigma,
+    run_state,
+    state,
+)
 from ncsn.training import log as train_log
 from ncsn.training.checks import check_data
 from ncsn.training.guard import Guard
@@ -153,7 +162,7 @@ def _start(
         log(f"resumed from {path} at step {step}")
     else:
         if t.init_from is not None:  # a new run that starts from another run's weights
-            _init_from(t.init_from, cfg, data.shape, model, ema, log)
+            init_from.load_initial(t.init_from, data.shape, model, ema, log)
         tensors, extra = state.collect(model, ema, opt, data_gen, noise_gen)
         tensors |= pema.tensors(names) if pema is not None else {}
         initial = ({k: v.detach().clone().cpu() for k, v in tensors.items()}, extra)
@@ -198,34 +207,13 @@ def _start(
     )
     ect = None
     if t.objective == "ect":
-        ect = consistency.from_config(t, sched.sigmas, model.sigma_data, data.x[0].numel())
+        teacher = init_from.teacher(t, data.shape, device, layout, log)  # None: ect_pair noise
+        ect = consistency.from_config(t, sched.sigmas, model.sigma_data, data.x[0].numel(), teacher)
     log(ect.describe() if ect is not None else levels.describe())
     return TrainingRun(
         cfg, data, device, w, log, sched, model, ema, net, opt, data_gen, noise_gen, guard,
         sigmas, layout, step, initial, levels, pema, data_std, ect=ect,
     )  # fmt: skip
-
-
-def _init_from(source: str, cfg: config.Config, shape, model, ema, log) -> None:
-    """Load the EMA weights of run ``source`` (``train.init_from``) into ``model`` and ``ema``:
-    the same network (model.net and its sizes); the parameterization may differ (edm → consistency
-    for ``ncsn distill``)."""
-    teacher, _, _, meta = state.load_run(source, ema=True, log=log)
-    if tuple(meta["data_shape"]) != tuple(shape):
-        raise NCSNError(
-            f"train.init_from = {source!r}: trained on examples of shape "
-            f"{tuple(meta['data_shape'])}, this run's data has {tuple(shape)}"
-        )
-    weights = teacher.state_dict()
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if expected != {k: tuple(v.shape) for k, v in weights.items()}:
-        raise NCSNError(
-            f"train.init_from = {source!r}: its network differs from this run's model "
-            "(model.net and its sizes must be the same)"
-        )
-    model.load_state_dict(weights)
-    ema.load_state_dict(weights)
-    log(f"initialised from {meta['path']} (step {meta['step']}, EMA weights)")
 
 
 def _step(run: TrainingRun, ema_rate: torch.Tensor, max_norm: float) -> tuple[torch.Tensor, float]:
