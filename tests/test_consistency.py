@@ -308,6 +308,14 @@ def test_a_post_hoc_ema_of_the_student_is_a_consistency_model(teacher, tmp_path,
     assert info["nfe"] == 2 and torch.isfinite(images).all()
 
 
+def test_loading_a_run_leaves_the_global_generator_alone(teacher):
+    """The global generator is training state (checkpoints record it); a distillation loads its
+    teacher after a resume restored it."""
+    before = torch.get_rng_state()
+    load_run(teacher)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 @pytest.mark.parametrize("pair", ["noise", "teacher"])
 def test_a_resumed_distillation_gives_the_same_bytes(teacher, tmp_path, pair):
     common = [

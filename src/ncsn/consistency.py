@@ -158,7 +158,9 @@ def ect_loss(
 
 def heun_step(teacher, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor, extra=()):
     """One Heun step of dx/dσ = (x − D(x, σ))/σ from σ = t to σ = r, per example (Karras et al.
-    2022, Algorithm 1, lines 5–8; r > 0 here, so the second-order correction always applies)."""
+    2022, Algorithm 1, lines 5–8; r > 0 here, so the second-order correction always applies).
+    Not :func:`ncsn.samplers.ode.heun_step`: that one takes one scalar σ for the whole batch
+    (and branches on σ = 0 on the host), here every example has its own t, r and label."""
     t_, r_ = append_dims(t, x.dim()), append_dims(r, x.dim())
     d = (x - teacher.denoise(x, t, *extra).to(x.dtype)) / t_
     x_euler = x + (r_ - t_) * d

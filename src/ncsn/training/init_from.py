@@ -11,11 +11,7 @@ from ncsn.training import state
 
 
 def _load(source: str, shape, log, device="cpu"):
-    # building the network draws its initial weights from the global generator, which the
-    # checkpoints record (dropout's); the teacher is loaded after a resume restored it, so the
-    # load must not move it, or a resumed run would differ from an uninterrupted one
-    with torch.random.fork_rng(devices=[]):
-        model, _, _, meta = state.load_run(source, ema=True, device=device, log=log)
+    model, _, _, meta = state.load_run(source, ema=True, device=device, log=log)
     if tuple(meta["data_shape"]) != tuple(shape):
         raise NCSNError(
             f"train.init_from = {source!r}: trained on examples of shape "

@@ -184,7 +184,11 @@ def model_for(
             f"{path}: weights do not fit the model its config describes "
             f"(first differences, name and shape: {diff})"
         )
-    model = build_model(cfg.model, shape, sigmas)
+    # the network's initial weights, overwritten below, are drawn from a fork of the global
+    # generator: loading a run must not move the generator that training checkpoints record
+    # (a resumed distillation loads its teacher after the restore)
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(cfg.model, shape, sigmas)
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
