@@ -131,6 +131,7 @@ class TrainConfig:
     ect_c: float | Auto = "auto"  # pseudo-Huber c; auto: 0.00054·√D·σ_data/0.5 (iCT's)
     ect_stage_steps: int = 200  # steps per stage
     ect_pair: Literal["noise", "teacher"] = "noise"  # x_r: x + r·z, or init_from's Heun step
+    ect_teacher_steps: int = 1  # ect_pair teacher: Heun steps from t to r (ρ = 7 ladder)
 
 
 @dataclass

@@ -15,6 +15,9 @@ Per example (ECT §3 and their training/loss.py, ``ECMLoss``):
   dx/dσ = (x − D(x, σ))/σ (Karras et al. 2022, Alg. 1) from (x_t, t) to r, the teacher being
   the frozen EMA weights of ``train.init_from``; two teacher evaluations per example, and a
   target on x_t's own ODE trajectory instead of a one-sample estimate of it;
+  ``train.ect_teacher_steps`` = K > 1 takes K Heun steps from t to r instead, over Karras et
+  al.'s ρ = 7 ladder between them (their Eq. 5), 2K evaluations: a large Δt (small q; q → 1
+  makes r = σ_min, the ODE's end) with the solver's error of a small one;
 - the loss w(t, r)·d(f_θ(x_t, t), f_θ⁻(x_r, r)) with w = 1/(t − r) (ECT's CIFAR-10 weighting,
   "the 1/Δt weighting") and the pseudo-Huber distance d(a, b) = √(‖a − b‖² + c²) − c
   (Song & Dhariwal 2023, "Improved Techniques for Training Consistency Models", §3.3);
@@ -40,6 +43,7 @@ spread, so a σ of theirs is σ·σ_data/0.5 of ours.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -50,6 +54,7 @@ from ncsn.schedule import append_dims
 
 ECT_P_MEAN, ECT_P_STD = -1.1, 2.0  # Geng et al. 2024, ct_train.py defaults (σ_d = 0.5)
 ECT_Q, ECT_K, ECT_B = 2.0, 8.0, 1.0  # ibid., the sigmoid mapping's q, k, b
+KARRAS_RHO = 7.0  # Karras et al. 2022, Eq. 5: the teacher's levels between t and r
 ICT_C = 0.00054  # Song & Dhariwal 2023, §3.3: c = 0.00054·√D for data in [−1, 1]
 
 
@@ -66,8 +71,9 @@ class ECT:
     b: float
     c: float
     stage_steps: int
-    pair: str = "noise"  # train.ect_pair: x_r = x + r·z, or the teacher's Heun step
+    pair: str = "noise"  # train.ect_pair: x_r = x + r·z, or the teacher's Heun steps
     teacher: torch.nn.Module | None = None  # pair teacher: the frozen denoiser D (training)
+    teacher_steps: int = 1  # pair teacher: Heun steps from t to r
 
     def stage(self, step: int) -> int:
         """s = ⌊step / d⌋: how many times Δt has shrunk by q."""
@@ -94,8 +100,13 @@ class ECT:
             f"{self.sigma_max:.4g}], r = t − t·(1 + {self.k:g}·sigmoid(−{self.b:.4g} t))/"
             f"{self.q:g}^(stage + 1), stage = step // {self.stage_steps}, pseudo-Huber c "
             f"{self.c:.4g}, weight 1/(t − r), x_r = "
-            + ("x + r·z" if self.pair == "noise" else "the teacher's Heun step from x_t")
+            + ("x + r·z" if self.pair == "noise" else self._teacher_text())
         )
+
+    def _teacher_text(self) -> str:
+        if self.teacher_steps == 1:
+            return "the teacher's Heun step from x_t"
+        return f"{self.teacher_steps} Heun steps of the teacher from x_t (ρ = 7 ladder)"
 
 
 def from_config(t, sigmas: list[float], sigma_data: float, dim: int, teacher=None) -> ECT:
@@ -115,6 +126,7 @@ def from_config(t, sigmas: list[float], sigma_data: float, dim: int, teacher=Non
         stage_steps=t.ect_stage_steps,
         pair=t.ect_pair,
         teacher=teacher,
+        teacher_steps=t.ect_teacher_steps,
     )
 
 
@@ -148,12 +160,23 @@ def ect_loss(
         if ect.pair == "noise":
             x_r = x + append_dims(r, x.dim()) * z
         else:
-            x_r = heun_step(ect.teacher, x_t, t, r, extra)
+            x_r = teacher_solve(ect.teacher, x_t, t, r, ect.teacher_steps, extra)
         _set_rng_state(x.device, dropout_state)
         f_r = _consistency(model, x_r, r, extra)
     gap = t - r
     weight = torch.where(gap > 0, 1.0 / gap.clamp(min=torch.finfo(gap.dtype).tiny), 0.0)
     return (weight * ect.distance(f_t, f_r.detach())).mean()
+
+
+def teacher_solve(teacher, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor, steps: int, extra=()):
+    """``steps`` Heun steps of the teacher's ODE from σ = t to σ = r per example, over Karras et
+    al.'s (2022, Eq. 5) ρ = 7 levels between t and r: σ_k = (t^(1/ρ) + k/K·(r^(1/ρ) − t^(1/ρ)))^ρ,
+    with σ_0 = t and σ_K = r exactly (so one step is :func:`heun_step` from t to r)."""
+    a, b = t.pow(1 / KARRAS_RHO), r.pow(1 / KARRAS_RHO)
+    levels = [t] + [(a + k / steps * (b - a)).pow(KARRAS_RHO) for k in range(1, steps)] + [r]
+    for high, low in itertools.pairwise(levels):
+        x = heun_step(teacher, x, high, low, extra)
+    return x
 
 
 def heun_step(teacher, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor, extra=()):

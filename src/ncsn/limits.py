@@ -49,6 +49,7 @@ BOUNDS = {
     "train.holdout": 10**7,
     "train.per_sigma_levels": 1024,
     "train.ect_stage_steps": 10**9,
+    "train.ect_teacher_steps": 64,  # 2 teacher evaluations each, per example and step
     "train.seed": MAX_SEED,
     "model.channels": 4096,
     "model.ngf": 4096,
@@ -321,6 +322,9 @@ def check_config(cfg, blame=lambda name: "config") -> None:
         for name, value in [("train.ect_b", t.ect_b), ("train.ect_c", t.ect_c)]:
             if value != "auto" and not value >= 0:
                 fail(name, value, "a number ≥ 0 (or 'auto')")
+        if t.ect_teacher_steps < 1 or (t.ect_teacher_steps > 1 and t.ect_pair != "teacher"):
+            fail("train.ect_teacher_steps", t.ect_teacher_steps, "a positive integer (Heun steps "
+                 "of the teacher from t to r), and 1 unless train.ect_pair = teacher")  # fmt: skip
         if t.ect_pair == "teacher" and t.init_from is None:
             fail("train.ect_pair", t.ect_pair, "'noise' without train.init_from (the teacher's "
                  "run directory, which ncsn distill sets)")  # fmt: skip

@@ -84,7 +84,8 @@ def add_parsers(sub) -> None:
         "the teacher's EMA weights, keeps its data, network and ladder, and samples with "
         "`ncsn sample OUT --sampler consistency --steps 1|2`. ECT's constants are train.ect_* "
         "and train.p_mean/p_std (docs/config.md); --set train.ect_pair=teacher makes the pairs "
-        "with the teacher's ODE (consistency distillation) instead of shared noise. Any "
+        "with the teacher's ODE (consistency distillation) instead of shared noise, in "
+        "train.ect_teacher_steps Heun steps. Any "
         "training field can be --set. Rerunning the command resumes the run from its last "
         "checkpoint.",
     )
