@@ -50,11 +50,10 @@ from dataclasses import dataclass
 import torch
 
 from ncsn.noise_levels import EDM_SIGMA_DATA
-from ncsn.schedule import append_dims
+from ncsn.schedule import append_dims, karras_sigmas
 
 ECT_P_MEAN, ECT_P_STD = -1.1, 2.0  # Geng et al. 2024, ct_train.py defaults (σ_d = 0.5)
 ECT_Q, ECT_K, ECT_B = 2.0, 8.0, 1.0  # ibid., the sigmoid mapping's q, k, b
-KARRAS_RHO = 7.0  # Karras et al. 2022, Eq. 5: the teacher's levels between t and r
 ICT_C = 0.00054  # Song & Dhariwal 2023, §3.3: c = 0.00054·√D for data in [−1, 1]
 
 
@@ -172,8 +171,9 @@ def teacher_solve(teacher, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor, st
     """``steps`` Heun steps of the teacher's ODE from σ = t to σ = r per example, over Karras et
     al.'s (2022, Eq. 5) ρ = 7 levels between t and r: σ_k = (t^(1/ρ) + k/K·(r^(1/ρ) − t^(1/ρ)))^ρ,
     with σ_0 = t and σ_K = r exactly (so one step is :func:`heun_step` from t to r)."""
-    a, b = t.pow(1 / KARRAS_RHO), r.pow(1 / KARRAS_RHO)
-    levels = [t] + [(a + k / steps * (b - a)).pow(KARRAS_RHO) for k in range(1, steps)] + [r]
+    # the schedule's ladder, per example (tensors t, r); its inner levels only: the ends are
+    # t and r themselves, not (t^(1/ρ))^ρ, and its trailing 0 is not a level here
+    levels = [t, *karras_sigmas(t, r, steps + 1)[1:-2], r]
     for high, low in itertools.pairwise(levels):
         x = heun_step(teacher, x, high, low, extra)
     return x

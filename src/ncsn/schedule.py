@@ -32,7 +32,8 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, num_levels: int) -> lis
 
 def karras_sigmas(sigma_max: float, sigma_min: float, n: int, rho: float = 7.0) -> list[float]:
     """σ_i = (σ_max^{1/ρ} + i/(n−1) (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, i < n, then σ_n = 0
-    (Karras et al. 2022, Eq. 5): the ODE samplers' steps, ending at 0."""
+    (Karras et al. 2022, Eq. 5): the ODE samplers' steps, ending at 0. For n ≥ 2 the ends may be
+    tensors, one ladder per element (ncsn.consistency.teacher_solve's per-example levels)."""
     if n == 1:
         return [float(sigma_max), 0.0]
     a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
