@@ -105,18 +105,29 @@ def _draws(n: int, seed: int, stage: int):
         yield ti, ri, z[i]
 
 
-def test_the_loss_equals_a_hand_computation_on_a_fixed_batch():
+@pytest.mark.parametrize(
+    "weight, metric",
+    [("inverse_gap", "pseudo_huber"), ("uniform", "pseudo_huber"), ("inverse_gap", "l1")],
+)
+def test_the_loss_equals_a_hand_computation_on_a_fixed_batch(weight, metric):
+    """ECT's 1/(t − r), or consistency distillation's λ ≡ 1 (``train.ect_weight = uniform``),
+    both 0 where r = t; the pseudo-Huber distance, or ‖·‖₁ (``train.ect_distance = l1``)."""
     x = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     model = _model()
     step = 23  # stage 2
     loss = consistency.ect_loss(
-        model, x, ECT, step=step, generator=torch.Generator().manual_seed(5)
-    )
-    total = 0.0
-    for i, (ti, ri, zi) in enumerate(_draws(6, seed=5, stage=2)):
+        model, x, dataclasses.replace(ECT, weight=weight, metric=metric), step=step,
+        generator=torch.Generator().manual_seed(5),
+    )  # fmt: skip
+    total, draws = 0.0, list(_draws(6, seed=5, stage=2))
+    assert min(ti - ri for ti, ri, _ in draws) < 0.1 < 0.5 < max(ti - ri for ti, ri, _ in draws)
+    for i, (ti, ri, zi) in enumerate(draws):
         diff = _f(x[i] + ti * zi, ti) - _f(x[i] + ri * zi, ri)
         d = math.sqrt(float(diff.pow(2).sum()) + 0.05**2) - 0.05
-        total += d / (ti - ri) if ti > ri else 0.0
+        if metric == "l1":
+            d = float(diff.abs().sum())
+        if ti > ri:
+            total += d / (ti - ri) if weight == "inverse_gap" else d
     assert loss.item() == pytest.approx(total / 6, rel=1e-9)
     loss.backward()  # the gradient flows through f(x_t, t) only (the target has none)
     assert model.net.a.grad is not None and model.net.a.grad.abs() > 0
@@ -198,8 +209,9 @@ def test_the_teacher_pair_loss_equals_a_hand_computation(steps):
     assert loss.item() == pytest.approx(total / 5, rel=1e-9 if steps == 1 else 1e-7)
 
 
-def test_an_example_at_sigma_min_has_weight_zero_not_nan():
-    ect = consistency.ECT(SIGMA_MIN, 8.0, -50.0, 0.01, 2.0, 8.0, 1.0, 0.0, 10)  # t = σ_min
+@pytest.mark.parametrize("weight", ["inverse_gap", "uniform"])
+def test_an_example_at_sigma_min_has_weight_zero_not_nan(weight):
+    ect = consistency.ECT(SIGMA_MIN, 8.0, -50.0, 0.01, 2.0, 8.0, 1.0, 0.0, 10, weight=weight)
     x = torch.randn(4, 3, dtype=torch.float64)
     loss = consistency.ect_loss(_model(), x, ect, step=0, generator=torch.Generator())
     assert loss.item() == 0.0
@@ -300,13 +312,20 @@ def test_distill_starts_from_the_teacher_and_samples_in_one_and_two_jumps(
 
 def test_teacher_pairs_load_the_teacher_and_train_differently(teacher, tmp_path, capsys):
     runs = {}
-    words = {"noise": "x_r = x + r·z", "teacher": "x_r = the teacher's Heun step from x_t",
-             "teacher3": "x_r = 3 Heun steps of the teacher from x_t"}  # fmt: skip
+    words = {"noise": "weight 1/(t − r), x_r = x + r·z",
+             "teacher": "weight 1/(t − r), x_r = the teacher's Heun step from x_t",
+             "teacher3": "weight 1/(t − r), x_r = 3 Heun steps of the teacher from x_t",
+             "teacher3u": "weight 1, x_r = 3 Heun steps of the teacher from x_t",
+             "teacher3l": "L1, weight 1/(t − r), x_r = 3 Heun steps"}  # fmt: skip
     for name, said in words.items():
         out = tmp_path / name
+        weight = "uniform" if name.endswith("u") else "inverse_gap"
+        metric = "l1" if name.endswith("l") else "pseudo_huber"
         args = ["distill", str(teacher), "--out", str(out), "--steps", "2", "--no-progress",
                 "--set", f"train.ect_pair={name[:7]}",
-                "--set", f"train.ect_teacher_steps={3 if name == 'teacher3' else 1}"]  # fmt: skip
+                "--set", f"train.ect_teacher_steps={3 if 'teacher3' in name else 1}",
+                "--set", f"train.ect_weight={weight}",
+                "--set", f"train.ect_distance={metric}"]  # fmt: skip
         assert main(args) == 0
         log = capsys.readouterr().out
         assert ("teacher of the ECT pairs" in log) == (name != "noise")
@@ -317,6 +336,8 @@ def test_teacher_pairs_load_the_teacher_and_train_differently(teacher, tmp_path,
     key = "model.net.conv_out.weight"
     assert not torch.equal(runs["noise"][key], runs["teacher"][key])
     assert not torch.equal(runs["teacher"][key], runs["teacher3"][key])
+    assert not torch.equal(runs["teacher3"][key], runs["teacher3u"][key])
+    assert not torch.equal(runs["teacher3"][key], runs["teacher3l"][key])
 
 
 def test_a_post_hoc_ema_of_the_student_is_a_consistency_model(teacher, tmp_path, capsys):
@@ -393,6 +414,10 @@ def test_distill_refuses_bad_requests(teacher, tmp_path, capsys):
           "--set", "train.ect_pair=teacher"], "at most 64"),
         (["distill", str(teacher), "--out", s, "--set", "train.ect_teacher_steps=2"],
          "1 unless train.ect_pair = teacher"),
+        (["distill", str(teacher), "--out", s, "--set", "train.ect_weight=snr"],
+         "train.ect_weight"),
+        (["distill", str(teacher), "--out", s, "--set", "train.ect_distance=lpips"],
+         "train.ect_distance"),
     ]  # fmt: skip
     for args, words in cases:
         assert main(args) == 2

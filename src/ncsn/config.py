@@ -132,6 +132,8 @@ class TrainConfig:
     ect_stage_steps: int = 200  # steps per stage
     ect_pair: Literal["noise", "teacher"] = "noise"  # x_r: x + r·z, or init_from's Heun step
     ect_teacher_steps: int = 1  # ect_pair teacher: Heun steps from t to r (ρ = 7 ladder)
+    ect_weight: Literal["inverse_gap", "uniform"] = "inverse_gap"  # λ(t, r): 1/(t − r) or 1
+    ect_distance: Literal["pseudo_huber", "l1"] = "pseudo_huber"  # d(f_t, f_r), per example
 
 
 @dataclass

@@ -21,7 +21,13 @@ Per example (ECT §3 and their training/loss.py, ``ECMLoss``):
 - the loss w(t, r)·d(f_θ(x_t, t), f_θ⁻(x_r, r)) with w = 1/(t − r) (ECT's CIFAR-10 weighting,
   "the 1/Δt weighting") and the pseudo-Huber distance d(a, b) = √(‖a − b‖² + c²) − c
   (Song & Dhariwal 2023, "Improved Techniques for Training Consistency Models", §3.3);
-  mean over the batch. An example with t = σ_min (r = t) has weight 0.
+  mean over the batch. An example with t = σ_min (r = t) has weight 0. ``train.ect_weight =
+  uniform`` takes w = 1 instead, consistency distillation's λ(t_n) ≡ 1 (Song et al. 2023, §3,
+  their choice in every experiment): 1/(t − r) suits a chain of small gaps, whose differences
+  shrink with the gap; with teacher pairs over large gaps (Δt ∝ t) it is ∝ 1/t and weights σ₁,
+  where the sampler's first jump starts, ~σ₁/σ_mid times less than its second.
+  ``train.ect_distance = l1`` takes d(a, b) = ‖a − b‖₁ instead of pseudo-Huber, one of the metrics
+  consistency distillation compares (ibid., §3 and §6: ℓ₂, ℓ₁, LPIPS).
 
 Constants, from ECT (data in [−1, 1], σ_d = 0.5) moved to our data by its σ_data, as
 ``train.p_mean = auto`` moves EDM's (noise_levels.py): σ is measured in units of the data's
@@ -73,6 +79,8 @@ class ECT:
     pair: str = "noise"  # train.ect_pair: x_r = x + r·z, or the teacher's Heun steps
     teacher: torch.nn.Module | None = None  # pair teacher: the frozen denoiser D (training)
     teacher_steps: int = 1  # pair teacher: Heun steps from t to r
+    weight: str = "inverse_gap"  # train.ect_weight: w(t, r) = 1/(t − r), or 1 ("uniform")
+    metric: str = "pseudo_huber"  # train.ect_distance: d = pseudo-Huber, or "l1" (Σ|a − b|)
 
     def stage(self, step: int) -> int:
         """s = ⌊step / d⌋: how many times Δt has shrunk by q."""
@@ -88,8 +96,17 @@ class ECT:
         z = torch.randn(n, generator=generator, device=device, dtype=dtype)
         return torch.exp(self.p_mean + self.p_std * z).clamp(self.sigma_min, self.sigma_max)
 
+    def weigh(self, t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """w(t, r) per example: 1/(t − r) (ECT) or 1 (CD's λ ≡ 1); 0 where r = t (t = σ_min)."""
+        gap = t - r
+        if self.weight == "uniform":
+            return (gap > 0).to(gap.dtype)
+        return torch.where(gap > 0, 1.0 / gap.clamp(min=torch.finfo(gap.dtype).tiny), 0.0)
+
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Pseudo-Huber d(a, b) = √(‖a − b‖² + c²) − c per example."""
+        """Pseudo-Huber d(a, b) = √(‖a − b‖² + c²) − c per example, or ‖a − b‖₁."""
+        if self.metric == "l1":
+            return (a - b).abs().flatten(1).sum(1)
         squared = (a - b).pow(2).flatten(1).sum(1)
         return torch.sqrt(squared + self.c**2) - self.c
 
@@ -97,8 +114,9 @@ class ECT:
         return (
             f"ECT: ln t ~ N({self.p_mean:.4g}, {self.p_std:.4g}²) on [{self.sigma_min:.4g}, "
             f"{self.sigma_max:.4g}], r = t − t·(1 + {self.k:g}·sigmoid(−{self.b:.4g} t))/"
-            f"{self.q:g}^(stage + 1), stage = step // {self.stage_steps}, pseudo-Huber c "
-            f"{self.c:.4g}, weight 1/(t − r), x_r = "
+            f"{self.q:g}^(stage + 1), stage = step // {self.stage_steps}, "
+            + (f"pseudo-Huber c {self.c:.4g}" if self.metric == "pseudo_huber" else "L1")
+            + f", weight {'1/(t − r)' if self.weight == 'inverse_gap' else '1'}, x_r = "
             + ("x + r·z" if self.pair == "noise" else self._teacher_text())
         )
 
@@ -126,6 +144,8 @@ def from_config(t, sigmas: list[float], sigma_data: float, dim: int, teacher=Non
         pair=t.ect_pair,
         teacher=teacher,
         teacher_steps=t.ect_teacher_steps,
+        weight=t.ect_weight,
+        metric=t.ect_distance,
     )
 
 
@@ -162,9 +182,7 @@ def ect_loss(
             x_r = teacher_solve(ect.teacher, x_t, t, r, ect.teacher_steps, extra)
         _set_rng_state(x.device, dropout_state)
         f_r = _consistency(model, x_r, r, extra)
-    gap = t - r
-    weight = torch.where(gap > 0, 1.0 / gap.clamp(min=torch.finfo(gap.dtype).tiny), 0.0)
-    return (weight * ect.distance(f_t, f_r.detach())).mean()
+    return (ect.weigh(t, r) * ect.distance(f_t, f_r.detach())).mean()
 
 
 def teacher_solve(teacher, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor, steps: int, extra=()):
