@@ -87,8 +87,7 @@ def add_parsers(sub) -> None:
         "with the teacher's ODE (consistency distillation) instead of shared noise, in "
         "train.ect_teacher_steps Heun steps; train.ect_weight=uniform weights every pair alike "
         "(CD's λ ≡ 1) and train.ect_distance=l1 measures it in L1. Any training field can be "
-        "--set. Rerunning the "
-        "command resumes the run from its last checkpoint.",
+        "--set. Rerunning the command resumes the run from its last checkpoint.",
     )
     q.add_argument("run_dir", help="the teacher: a run trained with model.parameterization edm "
                                    "(or its `ncsn ema` post-hoc run)")  # fmt: skip
