@@ -13,10 +13,15 @@ FD split into its mean and covariance terms):
     teacher, student — the student's second jump alone;
     student, teacher — the student's first jump alone;
     student, student — the consistency sampler itself (checked against
-                       ``ncsn.samplers.consistency.consistency_sampler`` on the same seed).
+                       ``ncsn.samplers.consistency.consistency_sampler`` on the same seed);
+    teacher, heun K  — with ``--heun-steps K,…``: the second jump by the teacher's K Heun steps
+                       to σ_min (``ncsn.consistency.teacher_solve``), what ``ncsn distill
+                       --set train.ect_pair=teacher --set train.ect_teacher_steps=K`` regresses
+                       f(x, t) onto wherever r(t) = σ_min: how good the student's targets are.
 
     python benchmarks/consistency_jumps.py --run TEACHER --cm-run STUDENT --recipe NAME \\
         --sigma-mid 1.0 --channels-last          # OUT/consistency_jumps_NAME.json
+    python benchmarks/consistency_jumps.py ... --teacher-steps 40,25 --heun-steps 1,2,3,4,6
     python benchmarks/consistency_jumps.py --smoke --out /tmp/x   # tiny runs trained here
 """
 
@@ -32,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from ncsn.consistency import teacher_solve
 from ncsn.files import atomic_write_bytes
 from ncsn.samplers.consistency import consistency_sampler
 from ncsn.samplers.multistep import dpmpp_2m_sampler
@@ -56,6 +62,8 @@ def parse_args(argv):
     p.add_argument("--sigma-mid", type=float, default=1.0, help="the middle σ of the 2 jumps")
     p.add_argument("--teacher-steps", default="10,6", help="N₁,N₂: the teacher's DPM-Solver++(2M) "
                    "steps standing in for the first and the second jump")  # fmt: skip
+    p.add_argument("--heun-steps", default="", help="K₁,K₂,…: more rows, the second jump by K "
+                   "Heun steps of the teacher (the distillation's targets)")  # fmt: skip
     p.add_argument("--n", type=int, default=500, help="samples per set (batches of 250)")
     p.add_argument("--seed", type=int, default=100, help="fast_samplers --stage mid's seed")
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist"))
@@ -72,17 +80,24 @@ def parse_args(argv):
     except ValueError:
         text = f"--teacher-steps {args.teacher_steps!r}: expected two integers N1,N2"
         raise SystemExit(text) from None
-    if min(args.n1, args.n2) < 1 or args.n < 1:
-        raise SystemExit("--teacher-steps and --n: expected positive integers")
+    try:
+        args.heun = [int(v) for v in args.heun_steps.split(",")] if args.heun_steps else []
+    except ValueError:
+        raise SystemExit(f"--heun-steps {args.heun_steps!r}: expected integers K1,K2,…") from None
+    if min(args.n1, args.n2, *args.heun) < 1 or args.n < 1:
+        raise SystemExit("--teacher-steps, --heun-steps and --n: expected positive integers")
     if args.smoke:
         args.n = 16
     return args
 
 
 @torch.inference_mode()
-def two_jumps(teacher, student, shape, sigma_max, sigma_mid, sigma_min, n1, n2, generator, mean):
-    """One batch of each of ROWS from one start x and one re-noising z′ (the consistency
-    sampler's draws, in its order), as {(first, second): images}."""
+def two_jumps(
+    teacher, student, shape, sigma_max, sigma_mid, sigma_min, n1, n2, generator, mean, heun=()
+):
+    """One batch of each of ROWS, and of ("teacher", "heun K") for K in ``heun``, from one
+    start x and one re-noising z′ (the consistency sampler's draws, in its order), as
+    {(first, second): images}."""
     state = generator.get_state()
     x = ode_start(shape, sigma_max, generator, mean)
     z = torch.randn(shape, generator=generator)
@@ -100,6 +115,10 @@ def two_jumps(teacher, student, shape, sigma_max, sigma_mid, sigma_min, n1, n2, 
         x_mid = x0 + math.sqrt(max(sigma_mid**2 - sigma_min**2, 0.0)) * z
         for second in ("teacher", "student"):
             out[first, second] = jump(second, x_mid, sigma_mid, n2)
+        if first == "teacher":  # the distillation's targets: deterministic, they draw nothing
+            t, r = (torch.full(shape[:1], v) for v in (sigma_mid, sigma_min))
+            for k in heun:
+                out[first, f"heun {k}"] = teacher_solve(teacher, x_mid, t, r, k)
     check = torch.Generator().set_state(state)
     sampled = consistency_sampler(student, shape, [sigma_max, sigma_mid], generator=check,
                                   sigma_min=sigma_min, mean=mean)  # fmt: skip
@@ -125,16 +144,18 @@ def main(argv: list[str] | None = None) -> dict:
     student, sched, meta = fs.load(args, cm_dir)  # the student keeps the teacher's ladder and μ
     mean = fs.samplers.ode_mean(sched, (1, *meta["data_shape"]))
     generator = torch.Generator().manual_seed(args.seed)
-    sets = {row: [] for row in ROWS}
+    rows_asked = [*ROWS, *(("teacher", f"heun {k}") for k in args.heun)]
+    sets = {row: [] for row in rows_asked}
     for first in range(0, args.n, BATCH):
         shape = (min(BATCH, args.n - first), *meta["data_shape"])
         batch = two_jumps(teacher, student, shape, sched.sigma_max, args.sigma_mid,
-                          student.sigma_min, args.n1, args.n2, generator, mean)  # fmt: skip
-        for row in ROWS:
+                          student.sigma_min, args.n1, args.n2, generator, mean,
+                          args.heun)  # fmt: skip
+        for row in rows_asked:
             sets[row].append(batch[row])
     metrics = fs.scorer(args, *fs.digits(args))
     rows = []
-    for row in ROWS:
+    for row in rows_asked:
         m = metrics(quantize(torch.cat(sets[row])))
         rows.append({"first_jump": row[0], "second_jump": row[1], "metrics": m})
         print(f"{row[0]:>7}, {row[1]:>7}: FD held-out {m['fd']:.2f} (mean {m['mean_term']:.2f}, "

@@ -29,13 +29,15 @@ def _bench():
 )
 def test_smoke_run_scores_each_jump_replaced_by_the_teacher(tmp_path):
     record = _bench().main(["--smoke", "--out", str(tmp_path), "--data", str(MNIST),
-                            "--sigma-mid", "0.5", "--teacher-steps", "3,2"])  # fmt: skip
+                            "--sigma-mid", "0.5", "--teacher-steps", "3,2",
+                            "--heun-steps", "1,2"])  # fmt: skip
     assert record == json.loads((tmp_path / "consistency_jumps_default.json").read_text())
     assert "benchmarks/consistency_jumps.py --smoke" in record["command"]
     assert record["student"]["run"].endswith("smoke_cm") and record["student"]["step"] == 2
     pairs = [(r["first_jump"], r["second_jump"]) for r in record["rows"]]
     assert pairs == [("teacher", "teacher"), ("teacher", "student"), ("student", "teacher"),
-                     ("student", "student")]  # fmt: skip
+                     ("student", "student"), ("teacher", "heun 1"),
+                     ("teacher", "heun 2")]  # fmt: skip
     for row in record["rows"]:
         m = row["metrics"]
         for key in ("fd", "fd_train", "mean_term", "cov_term"):
@@ -44,12 +46,15 @@ def test_smoke_run_scores_each_jump_replaced_by_the_teacher(tmp_path):
     # two steps of distillation leave the student far from the teacher's 3-step solve
     fds = {pair: row["metrics"]["fd"] for pair, row in zip(pairs, record["rows"], strict=True)}
     assert fds["teacher", "teacher"] != fds["student", "student"]
+    # the distillation's targets: one Heun step and two are different solves
+    assert fds["teacher", "heun 1"] != fds["teacher", "heun 2"]
 
 
 @pytest.mark.parametrize(
     ("args", "words"),
     [(["--teacher-steps", "10"], "expected two integers"), (["--teacher-steps", "0,6"], "positive"),
-     (["--n", "0"], "positive")],
+     (["--n", "0"], "positive"), (["--heun-steps", "3,x"], "expected integers"),
+     (["--heun-steps", "0"], "positive")],
 )  # fmt: skip
 def test_bad_arguments_are_refused_before_any_work(args, words, capsys):
     with pytest.raises(SystemExit) as e:
