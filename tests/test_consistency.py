@@ -133,6 +133,34 @@ def test_the_loss_equals_a_hand_computation_on_a_fixed_batch(weight, metric):
     assert model.net.a.grad is not None and model.net.a.grad.abs() > 0
 
 
+def test_the_grid_pairs_adjacent_levels_and_the_loss_equals_a_hand_computation():
+    """``train.ect_grid``: consistency distillation's discrete pairs (Song et al. 2023, Alg. 2)
+    on σ₁ = 8 > 1.5 > 0.3 > σ_min: t uniform over the upper three levels (drawn first, as
+    integers), r the next level below, then z; the stage, P_mean and q play no part."""
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    ect = dataclasses.replace(ECT, grid=(1.5, 0.3))
+    model = _model()
+    losses = [consistency.ect_loss(model, x, ect, step=step, generator=torch.Generator()
+                                   .manual_seed(4)).item() for step in (0, 35)]  # fmt: skip
+    assert losses[0] == losses[1]  # no stages
+    gen = torch.Generator().manual_seed(4)
+    levels = [8.0, 1.5, 0.3, SIGMA_MIN]
+    index = torch.randint(3, (8,), generator=gen)
+    z = torch.randn(8, 3, generator=gen, dtype=torch.float64)
+    assert set(index.tolist()) == {0, 1, 2}  # every pair of adjacent levels occurs
+    total = 0.0
+    for i, k in enumerate(index.tolist()):
+        ti, ri = levels[k], levels[k + 1]
+        diff = _f(x[i] + ti * z[i], ti) - _f(x[i] + ri * z[i], ri)
+        total += (math.sqrt(float(diff.pow(2).sum()) + 0.05**2) - 0.05) / (ti - ri)
+    assert losses[0] == pytest.approx(total / 8, rel=1e-9)
+    t, r = ect.draw_pairs(1000, 0, torch.Generator().manual_seed(0), "cpu", torch.float64)
+    counts = [int((t == v).sum()) for v in levels[:3]]
+    assert sum(counts) == 1000 and min(counts) > 280  # each level a third (± 5σ)
+    assert torch.equal(r, torch.tensor(levels[1:], dtype=torch.float64)[
+        torch.tensor([levels.index(v) for v in t.tolist()])])  # fmt: skip
+
+
 class GaussianDenoiser:
     """The exact denoiser of data N(μ, s²I): D(x, σ) = μ + (x − μ)·s²/(s² + σ²)."""
 
@@ -316,7 +344,8 @@ def test_teacher_pairs_load_the_teacher_and_train_differently(teacher, tmp_path,
              "teacher": "weight 1/(t − r), x_r = the teacher's Heun step from x_t",
              "teacher3": "weight 1/(t − r), x_r = 3 Heun steps of the teacher from x_t",
              "teacher3u": "weight 1, x_r = 3 Heun steps of the teacher from x_t",
-             "teacher3l": "L1, weight 1/(t − r), x_r = 3 Heun steps"}  # fmt: skip
+             "teacher3l": "L1, weight 1/(t − r), x_r = 3 Heun steps",
+             "teacher3g": "adjacent levels of the grid "}  # fmt: skip
     for name, said in words.items():
         out = tmp_path / name
         weight = "uniform" if name.endswith("u") else "inverse_gap"
@@ -326,6 +355,8 @@ def test_teacher_pairs_load_the_teacher_and_train_differently(teacher, tmp_path,
                 "--set", f"train.ect_teacher_steps={3 if 'teacher3' in name else 1}",
                 "--set", f"train.ect_weight={weight}",
                 "--set", f"train.ect_distance={metric}"]  # fmt: skip
+        if name.endswith("g"):
+            args += ["--set", "train.ect_grid=[1.0]"]
         assert main(args) == 0
         log = capsys.readouterr().out
         assert ("teacher of the ECT pairs" in log) == (name != "noise")
@@ -338,6 +369,7 @@ def test_teacher_pairs_load_the_teacher_and_train_differently(teacher, tmp_path,
     assert not torch.equal(runs["teacher"][key], runs["teacher3"][key])
     assert not torch.equal(runs["teacher3"][key], runs["teacher3u"][key])
     assert not torch.equal(runs["teacher3"][key], runs["teacher3l"][key])
+    assert not torch.equal(runs["teacher3"][key], runs["teacher3g"][key])
 
 
 def test_a_post_hoc_ema_of_the_student_is_a_consistency_model(teacher, tmp_path, capsys):
@@ -418,6 +450,14 @@ def test_distill_refuses_bad_requests(teacher, tmp_path, capsys):
          "train.ect_weight"),
         (["distill", str(teacher), "--out", s, "--set", "train.ect_distance=lpips"],
          "train.ect_distance"),
+        (["distill", str(teacher), "--out", s, "--set", "train.ect_grid=[0.5,1.0]"],
+         "train.ect_grid = [0.5, 1.0]: expected at most 64 σ levels, descending"),
+        (["distill", str(teacher), "--out", s, "--set", "train.ect_grid=[1000.0]"],
+         "train.ect_grid = [1000.0]"),
+        (["distill", str(teacher), "--out", s, "--set", "train.ect_grid=[0.0001]"],
+         "train.ect_grid = [0.0001]"),
+        (["distill", str(teacher), "--out", s, "--set", "train.ect_grid=[.nan]"],
+         "train.ect_grid = [nan]"),
     ]  # fmt: skip
     for args, words in cases:
         assert main(args) == 2

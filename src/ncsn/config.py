@@ -134,6 +134,7 @@ class TrainConfig:
     ect_teacher_steps: int = 1  # ect_pair teacher: Heun steps from t to r (ρ = 7 ladder)
     ect_weight: Literal["inverse_gap", "uniform"] = "inverse_gap"  # λ(t, r): 1/(t − r) or 1
     ect_distance: Literal["pseudo_huber", "l1"] = "pseudo_huber"  # d(f_t, f_r), per example
+    ect_grid: list[float] = field(default_factory=list)  # [] or CD's grid: t, r adjacent levels
 
 
 @dataclass

@@ -28,6 +28,15 @@ Per example (ECT §3 and their training/loss.py, ``ECMLoss``):
   where the sampler's first jump starts, several times less than σ_mid (8× on MNIST, q = 2).
   ``train.ect_distance = l1`` takes d(a, b) = ‖a − b‖₁ instead of pseudo-Huber, one of the metrics
   consistency distillation compares (ibid., §3 and §6: ℓ₂, ℓ₁, LPIPS).
+- ``train.ect_grid`` = [g₁, …] replaces ECT's continuous t and its stages by consistency
+  distillation's discrete grid (Song et al. 2023, Algorithm 2: n ~ U[1, N − 1], the pair
+  (t_{n+1}, t_n) of adjacent levels) on the levels σ₁ > g₁ > … > σ_min: t is one of σ₁, g₁, …
+  with equal probability and r the next level below it. With the 2-NFE sampler's middle level
+  as the one g (``--set train.ect_grid=[1.0]``, ``ncsn sample --sigma-mid 1.0``), every example
+  trains one of the sampler's two jumps: σ₁ towards the student's own jump from g, g towards
+  the teacher's solve to σ_min (ECT's lognormal t, P_mean 0 and P_std 2 on MNIST, clips about 8%
+  of the examples to σ₁ and puts about 9% within 25% of 1.0); P_mean, P_std, q, k, b and the
+  stages are then unused.
 
 Constants, from ECT (data in [−1, 1], σ_d = 0.5) moved to our data by its σ_data, as
 ``train.p_mean = auto`` moves EDM's (noise_levels.py): σ is measured in units of the data's
@@ -55,6 +64,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ncsn.errors import NCSNError
 from ncsn.noise_levels import EDM_SIGMA_DATA
 from ncsn.schedule import append_dims, karras_sigmas
 
@@ -81,6 +91,18 @@ class ECT:
     teacher_steps: int = 1  # pair teacher: Heun steps from t to r
     weight: str = "inverse_gap"  # train.ect_weight: w(t, r) = 1/(t − r), or 1 ("uniform")
     metric: str = "pseudo_huber"  # train.ect_distance: d = pseudo-Huber, or "l1" (Σ|a − b|)
+    grid: tuple[float, ...] = ()  # train.ect_grid: CD's levels between σ₁ and σ_min, or ()
+
+    def draw_pairs(self, n: int, step: int, generator: torch.Generator, device, dtype):
+        """(t, r) for ``n`` examples at training step ``step``: ECT's lognormal t and its r(t)
+        in the current stage, or, with a grid, adjacent levels of σ₁ > g₁ > … > σ_min."""
+        if not self.grid:
+            t = self.draw_t(n, generator, device, dtype)
+            return t, self.r(t, self.stage(step))
+        levels = torch.tensor([self.sigma_max, *self.grid, self.sigma_min], device=device,
+                              dtype=dtype)  # fmt: skip
+        i = torch.randint(len(levels) - 1, (n,), generator=generator, device=device)
+        return levels[i], levels[i + 1]
 
     def stage(self, step: int) -> int:
         """s = ⌊step / d⌋: how many times Δt has shrunk by q."""
@@ -111,10 +133,17 @@ class ECT:
         return torch.sqrt(squared + self.c**2) - self.c
 
     def describe(self) -> str:
+        if self.grid:
+            levels = ", ".join(f"{v:.4g}" for v in (self.sigma_max, *self.grid, self.sigma_min))
+            pairs = f"ECT: (t, r) adjacent levels of the grid {levels}, "
+        else:
+            pairs = (
+                f"ECT: ln t ~ N({self.p_mean:.4g}, {self.p_std:.4g}²) on [{self.sigma_min:.4g}, "
+                f"{self.sigma_max:.4g}], r = t − t·(1 + {self.k:g}·sigmoid(−{self.b:.4g} t))/"
+                f"{self.q:g}^(stage + 1), stage = step // {self.stage_steps}, "
+            )
         return (
-            f"ECT: ln t ~ N({self.p_mean:.4g}, {self.p_std:.4g}²) on [{self.sigma_min:.4g}, "
-            f"{self.sigma_max:.4g}], r = t − t·(1 + {self.k:g}·sigmoid(−{self.b:.4g} t))/"
-            f"{self.q:g}^(stage + 1), stage = step // {self.stage_steps}, "
+            pairs
             + (f"pseudo-Huber c {self.c:.4g}" if self.metric == "pseudo_huber" else "L1")
             + f", weight {'1/(t − r)' if self.weight == 'inverse_gap' else '1'}, x_r = "
             + ("x + r·z" if self.pair == "noise" else self._teacher_text())
@@ -131,6 +160,10 @@ def from_config(t, sigmas: list[float], sigma_data: float, dim: int, teacher=Non
     deviation ``sigma_data`` and ``dim`` values per example, on the ladder ``sigmas``;
     ``teacher`` for ``train.ect_pair = teacher`` (None where only the description is needed)."""
     scale = sigma_data / EDM_SIGMA_DATA
+    if t.ect_grid and not t.ect_grid[0] < max(sigmas):  # (limits.py checked the rest)
+        raise NCSNError(
+            f"train.ect_grid = {t.ect_grid}: expected levels below σ₁ = {max(sigmas):.6g}"
+        )
     return ECT(
         sigma_min=float(min(sigmas)),
         sigma_max=float(max(sigmas)),
@@ -146,6 +179,7 @@ def from_config(t, sigmas: list[float], sigma_data: float, dim: int, teacher=Non
         teacher_steps=t.ect_teacher_steps,
         weight=t.ect_weight,
         metric=t.ect_distance,
+        grid=tuple(t.ect_grid),
     )
 
 
@@ -167,10 +201,9 @@ def ect_loss(
     """
     rank, world = shard
     n = x.shape[0] * world
-    t = ect.draw_t(n, generator, x.device, x.dtype)
+    t, r = ect.draw_pairs(n, step, generator, x.device, x.dtype)
     z = torch.randn((n, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
-    t, z = t.chunk(world)[rank], z.chunk(world)[rank]
-    r = ect.r(t, ect.stage(step))
+    t, r, z = t.chunk(world)[rank], r.chunk(world)[rank], z.chunk(world)[rank]
     extra = () if labels is None else (labels,)
     x_t = x + append_dims(t, x.dim()) * z
     dropout_state = _rng_state(x.device)

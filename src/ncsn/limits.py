@@ -12,6 +12,7 @@ expand into a huge document ("billion laughs").
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import reprlib
@@ -24,6 +25,7 @@ from ncsn.noise_levels import weighting
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_SEED = 2**62 - 1
+MAX_ECT_GRID = 64  # train.ect_grid's levels (a 2-NFE sampler needs one)
 MAX_EMA_STD = math.sqrt(1 / 12)  # σ_rel of the plain running mean (EDM2 Eq. 4 at γ = 0)
 MAX_IMAGE_BYTES = 256 << 20  # an image file read by a loader or a command
 MAX_IMAGE_PIXELS = 64 << 20  # width × height of one image, checked before decoding it
@@ -325,6 +327,14 @@ def check_config(cfg, blame=lambda name: "config") -> None:
         if t.ect_teacher_steps < 1 or (t.ect_teacher_steps > 1 and t.ect_pair != "teacher"):
             fail("train.ect_teacher_steps", t.ect_teacher_steps, "a positive integer (Heun steps "
                  "of the teacher from t to r), and 1 unless train.ect_pair = teacher")  # fmt: skip
+        top = s.sigma_max if s.sigma_max != "auto" else math.inf  # (auto: consistency.py checks)
+        levels = [top, *t.ect_grid, s.sigma_min]
+        if len(t.ect_grid) > MAX_ECT_GRID or any(
+            not (math.isfinite(low) and high > low) for high, low in itertools.pairwise(levels)
+        ):
+            fail("train.ect_grid", t.ect_grid, f"at most {MAX_ECT_GRID} σ levels, descending, "
+                 "strictly between schedule.sigma_min and σ₁ (or [] for ECT's continuous "
+                 "t)")  # fmt: skip
         if t.ect_pair == "teacher" and t.init_from is None:
             fail("train.ect_pair", t.ect_pair, "'noise' without train.init_from (the teacher's "
                  "run directory, which ncsn distill sets)")  # fmt: skip

@@ -68,10 +68,12 @@ def cmd_distill(args) -> None:
     steps = args.steps or (limits.BOUNDS["train.steps"] if args.minutes else DEFAULT_STEPS)
     cfg = distill_config(teacher, out, steps, list(args.set or []))
     summary = train(cfg, progress=not args.no_progress, minutes=args.minutes)
+    grid = cfg.train.ect_grid  # trained at σ₁ and these levels only: jump from the first
+    jumps = f"--steps 2 --sigma-mid {grid[0]:g}" if grid else "--steps 1 (or 2)"
     if world().main:
         print(
             f"distilled to step {summary['step']}; run directory: {summary['run_dir']}; sample "
-            f"it with: ncsn sample {summary['run_dir']} --sampler consistency --steps 1 (or 2)"
+            f"it with: ncsn sample {summary['run_dir']} --sampler consistency {jumps}"
         )
 
 
@@ -86,7 +88,9 @@ def add_parsers(sub) -> None:
         "and train.p_mean/p_std (docs/config.md); --set train.ect_pair=teacher makes the pairs "
         "with the teacher's ODE (consistency distillation) instead of shared noise, in "
         "train.ect_teacher_steps Heun steps; train.ect_weight=uniform weights every pair alike "
-        "(CD's λ ≡ 1) and train.ect_distance=l1 measures it in L1. Any training field can be "
+        "(CD's λ ≡ 1) and train.ect_distance=l1 measures it in L1; train.ect_grid=[1.0] trains "
+        "on CD's discrete grid σ₁ > 1.0 > σ_min only, the levels a 2-NFE sampler with "
+        "--sigma-mid 1.0 jumps from. Any training field can be "
         "--set. Rerunning the command resumes the run from its last checkpoint.",
     )
     q.add_argument("run_dir", help="the teacher: a run trained with model.parameterization edm "
