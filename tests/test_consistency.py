@@ -370,6 +370,15 @@ def test_teacher_pairs_load_the_teacher_and_train_differently(teacher, tmp_path,
     assert not torch.equal(runs["teacher3"][key], runs["teacher3u"][key])
     assert not torch.equal(runs["teacher3"][key], runs["teacher3l"][key])
     assert not torch.equal(runs["teacher3"][key], runs["teacher3g"][key])
+    images = {}  # the grid run jumps from its grid's level unless --sigma-mid says otherwise
+    for mid in ([], ["--sigma-mid", "1.0"], ["--sigma-mid", "0.5"]):
+        folder = tmp_path / f"sample{len(images)}"
+        assert main(["sample", str(tmp_path / "teacher3g"), "--sampler", "consistency",
+                     "--steps", "2", "--n", "4", "--out", str(folder), *mid]) == 0  # fmt: skip
+        assert (", 0.5," if mid[1:] == ["0.5"] else ", 1,") in capsys.readouterr().out
+        images[tuple(mid)] = np.load(folder / "samples.npz")["images"]
+    assert np.array_equal(images[()], images[("--sigma-mid", "1.0")])
+    assert not np.array_equal(images[()], images[("--sigma-mid", "0.5")])
 
 
 def test_a_post_hoc_ema_of_the_student_is_a_consistency_model(teacher, tmp_path, capsys):

@@ -34,9 +34,10 @@ Per example (ECT §3 and their training/loss.py, ``ECMLoss``):
   with equal probability and r the next level below it. With the 2-NFE sampler's middle level
   as the one g (``--set train.ect_grid=[1.0]``, ``ncsn sample --sigma-mid 1.0``), every example
   trains one of the sampler's two jumps: σ₁ towards the student's own jump from g, g towards
-  the teacher's solve to σ_min (ECT's lognormal t, P_mean 0 and P_std 2 on MNIST, clips about 8%
-  of the examples to σ₁ and puts about 9% within 25% of 1.0); P_mean, P_std, q, k, b and the
-  stages are then unused.
+  the teacher's solve to σ_min (ECT's lognormal t, P_mean 0 and P_std 2 on MNIST, clips about
+  8% of the examples to σ₁ and puts about 9% within a factor 1.25 of 1.0). P_mean, P_std, q,
+  k, b and the stages are then unused. A run distilled on a grid samples from its first level
+  by default (:func:`trained_mid`).
 
 Constants, from ECT (data in [−1, 1], σ_d = 0.5) moved to our data by its σ_data, as
 ``train.p_mean = auto`` moves EDM's (noise_levels.py): σ is measured in units of the data's
@@ -153,6 +154,12 @@ class ECT:
         if self.teacher_steps == 1:
             return "the teacher's Heun step from x_t"
         return f"{self.teacher_steps} Heun steps of the teacher from x_t (ρ = 7 ladder)"
+
+
+def trained_mid(t) -> float | None:
+    """The 2-NFE sampler's middle σ that a run with train config ``t`` was distilled for: the
+    first level of ``train.ect_grid``; None without a grid (the sampler's default, ECT's)."""
+    return t.ect_grid[0] if t.ect_grid else None
 
 
 def from_config(t, sigmas: list[float], sigma_data: float, dim: int, teacher=None) -> ECT:

@@ -7,6 +7,7 @@ import math
 import torch
 
 import ncsn.config as config
+import ncsn.consistency as consistency
 import ncsn.limits as limits
 import ncsn.presets as presets
 import ncsn.samplers.conditioning as conditioning
@@ -174,7 +175,8 @@ def add_sampler_args(q) -> None:
         "--sigma-mid",
         type=float,
         help="consistency: the σ the second jump starts from (later jumps follow a ρ ladder "
-        "from it down to σ_L) (default ECT's 0.821 in units of the data: 0.821·σ_data/0.5)",
+        "from it down to σ_L) (default: the first level of the run's train.ect_grid, the one it "
+        "was distilled to jump from; else ECT's 0.821 in units of the data: 0.821·σ_data/0.5)",
     )
     for name in ("s_churn", "s_min", "s_max", "s_noise"):
         value = getattr(churn, name)
@@ -227,7 +229,9 @@ def sampler_options(args, cfg: config.Config):
         restarts=args.restarts,
         restart_steps=args.restart_steps,
         solver=args.restart_solver,
-        sigma_mid=args.sigma_mid,
+        sigma_mid=args.sigma_mid
+        if args.sigma_mid is not None
+        else consistency.trained_mid(cfg.train),
     )
 
 

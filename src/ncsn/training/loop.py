@@ -371,7 +371,8 @@ def _loop(run: TrainingRun, show_progress: bool, minutes: float | None = None) -
                 (run_dir / "previews").mkdir(exist_ok=True)
                 run.ema.eval()
                 path = run_dir / "previews" / f"step-{step:08d}.png"
-                save_preview(run.ema, run.sched, run.data.shape, t.preview_n, t.seed, path)
+                mid = consistency.trained_mid(t)
+                save_preview(run.ema, run.sched, run.data.shape, t.preview_n, t.seed, path, mid)
             if stop:
                 run.log(f"stopped after {minutes:g} minutes at step {step}; rerun to resume")
                 break
