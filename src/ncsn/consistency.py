@@ -59,6 +59,7 @@ spread, so a σ of theirs is σ·σ_data/0.5 of ours.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -100,8 +101,7 @@ class ECT:
         if not self.grid:
             t = self.draw_t(n, generator, device, dtype)
             return t, self.r(t, self.stage(step))
-        levels = torch.tensor([self.sigma_max, *self.grid, self.sigma_min], device=device,
-                              dtype=dtype)  # fmt: skip
+        levels = _levels((self.sigma_max, *self.grid, self.sigma_min), device, dtype)
         i = torch.randint(len(levels) - 1, (n,), generator=generator, device=device)
         return levels[i], levels[i + 1]
 
@@ -154,6 +154,13 @@ class ECT:
         if self.teacher_steps == 1:
             return "the teacher's Heun step from x_t"
         return f"{self.teacher_steps} Heun steps of the teacher from x_t (ρ = 7 ladder)"
+
+
+@functools.lru_cache(maxsize=8)
+def _levels(values: tuple[float, ...], device, dtype) -> torch.Tensor:
+    """The grid's levels as a tensor, made once per device and dtype: a training step would
+    otherwise copy them from the host (a blocking copy on a GPU). Read, never written."""
+    return torch.tensor(values, device=device, dtype=dtype)
 
 
 def trained_mid(t) -> float | None:

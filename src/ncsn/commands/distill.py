@@ -9,7 +9,7 @@ from pathlib import Path
 
 import ncsn.config as config
 import ncsn.limits as limits
-from ncsn.consistency import ECT_P_STD
+from ncsn.consistency import ECT_P_STD, trained_mid
 from ncsn.errors import NCSNError
 from ncsn.training import state
 from ncsn.training.distributed import world
@@ -68,8 +68,8 @@ def cmd_distill(args) -> None:
     steps = args.steps or (limits.BOUNDS["train.steps"] if args.minutes else DEFAULT_STEPS)
     cfg = distill_config(teacher, out, steps, list(args.set or []))
     summary = train(cfg, progress=not args.no_progress, minutes=args.minutes)
-    grid = cfg.train.ect_grid  # trained at σ₁ and these levels only: jump from the first
-    jumps = f"--steps 2 --sigma-mid {grid[0]:g}" if grid else "--steps 1 (or 2)"
+    mid = trained_mid(cfg.train)  # (also ncsn sample's default; named here to be plain)
+    jumps = f"--steps 2 --sigma-mid {mid:g}" if mid is not None else "--steps 1 (or 2)"
     if world().main:
         print(
             f"distilled to step {summary['step']}; run directory: {summary['run_dir']}; sample "
