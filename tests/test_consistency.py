@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from tiny import TINY_UNET, as_cli
 from torch import nn
 
+import ncsn
 import ncsn.config as config
 import ncsn.consistency as consistency
 import ncsn.samplers.run as samplers
@@ -379,6 +380,11 @@ def test_teacher_pairs_load_the_teacher_and_train_differently(teacher, tmp_path,
         images[tuple(mid)] = np.load(folder / "samples.npz")["images"]
     assert np.array_equal(images[()], images[("--sigma-mid", "1.0")])
     assert not np.array_equal(images[()], images[("--sigma-mid", "0.5")])
+    run = ncsn.load(tmp_path / "teacher3g", device="cpu")  # the Python API defaults alike
+    drawn = {mid: run.sample(4, sampler="consistency", steps=2, sigma_mid=mid)
+             for mid in (None, 1.0, 0.5)}  # fmt: skip
+    assert torch.equal(drawn[None], drawn[1.0])
+    assert not torch.equal(drawn[None], drawn[0.5])
 
 
 def test_a_post_hoc_ema_of_the_student_is_a_consistency_model(teacher, tmp_path, capsys):

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 import ncsn.config as config
+import ncsn.consistency as consistency
 import ncsn.likelihood as likelihood
 import ncsn.presets as presets
 import ncsn.samplers.conditioning as conditioning
@@ -65,12 +66,16 @@ class Run:
         """``n`` samples from ``sampler`` (any of ``ncsn.SAMPLERS``; default the run's
         ``sample.sampler`` and ``sample.steps``; ``steps`` as in ``ncsn sample``), with the
         sampler's options by name (e.g. ``eps=``, ``snr=``, ``s_churn=``; see
-        :mod:`ncsn.samplers.run`). A class-conditional run takes ``labels`` (one class index, or
-        one per sample; default the classes in turn) and the classifier-free ``guidance`` weight
-        w (default 1). Images come clipped to [0, 1]; vectors as they are."""
+        :mod:`ncsn.samplers.run`; ``consistency``'s ``sigma_mid`` defaults, as in ``ncsn
+        sample``, to the level a grid run was distilled for). A class-conditional run takes
+        ``labels`` (one class index, or one per sample; default the classes in turn) and the
+        classifier-free ``guidance`` weight w (default 1). Images come clipped to [0, 1];
+        vectors as they are."""
         if sampler is None:  # the run's sample.sampler, with its sample.steps
             sampler = self.config.sample.sampler
             steps = steps if steps is not None else self.config.sample.steps
+        if sampler == "consistency" and options.get("sigma_mid") is None:  # as ncsn sample
+            options["sigma_mid"] = consistency.trained_mid(self.config.train)
         opts = samplers.options(sampler, **options)
         k = self.model.num_classes
         if isinstance(labels, int):
