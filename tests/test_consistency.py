@@ -17,6 +17,7 @@ import ncsn.consistency as consistency
 import ncsn.samplers.run as samplers
 from ncsn import checkpoint
 from ncsn.cli import main
+from ncsn.devices import cpp_compiler
 from ncsn.errors import NCSNError
 from ncsn.model import ScoreModel
 from ncsn.samplers.consistency import consistency_sampler
@@ -385,6 +386,45 @@ def test_teacher_pairs_load_the_teacher_and_train_differently(teacher, tmp_path,
              for mid in (None, 1.0, 0.5)}  # fmt: skip
     assert torch.equal(drawn[None], drawn[1.0])
     assert not torch.equal(drawn[None], drawn[0.5])
+
+
+@pytest.mark.skipif(cpp_compiler() is None, reason="no C++ compiler")
+def test_a_compiled_teacher_trains_the_same_student(teacher, tmp_path, monkeypatch):
+    """``train.compile_teacher``: the same pairs from the compiled teacher, up to rounding."""
+    compiled, real = [], torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(m) or real(m, **kw))
+    runs = {}
+    for switch in ("false", "true"):
+        out = tmp_path / f"compile_{switch}"
+        assert main(["distill", str(teacher), "--out", str(out), "--steps", "2", "--no-progress",
+                     "--set", "train.ect_pair=teacher", "--set", "train.ect_teacher_steps=2",
+                     "--set", f"train.compile_teacher={switch}"]) == 0  # fmt: skip
+        runs[switch] = _tensors(out)
+        assert load_run(out)[2].train.compile_teacher == (switch == "true")
+        assert len(compiled) == (switch == "true")  # the teacher's network, once
+    initial = _tensors(teacher)
+    key = "model.net.conv_out.weight"
+    assert not torch.equal(runs["true"][key], initial[key])  # the student did learn
+    for name, weight in runs["false"].items():
+        torch.testing.assert_close(runs["true"][name], weight, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_teacher_is_refused_without_a_teacher_or_a_cpp_compiler(
+    teacher, tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "student"
+    args = ["distill", str(teacher), "--out", str(out), "--steps", "2", "--no-progress",
+            "--set", "train.compile_teacher=true"]  # fmt: skip
+    assert main(args) == 2  # ECT's own pairs (train.ect_pair = noise): no teacher to compile
+    assert "train.compile_teacher" in capsys.readouterr().err
+    assert not out.exists()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("CXX", raising=False)
+    assert main([*args, "--set", "train.ect_pair=teacher"]) == 2
+    assert "train.compile_teacher = true: torch.compile on the CPU needs a C++ compiler" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
 
 
 def test_a_post_hoc_ema_of_the_student_is_a_consistency_model(teacher, tmp_path, capsys):

@@ -132,6 +132,7 @@ class TrainConfig:
     ect_stage_steps: int = 200  # steps per stage
     ect_pair: Literal["noise", "teacher"] = "noise"  # x_r: x + r·z, or init_from's Heun step
     ect_teacher_steps: int = 1  # ect_pair teacher: Heun steps from t to r (ρ = 7 ladder)
+    compile_teacher: bool = False  # ect_pair teacher: torch.compile the frozen teacher's network
     ect_weight: Literal["inverse_gap", "uniform"] = "inverse_gap"  # λ(t, r): 1/(t − r) or 1
     ect_distance: Literal["pseudo_huber", "l1"] = "pseudo_huber"  # d(f_t, f_r), per example
     ect_grid: list[float] = field(default_factory=list)  # [] or CD's grid: t, r adjacent levels

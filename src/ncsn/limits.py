@@ -338,6 +338,9 @@ def check_config(cfg, blame=lambda name: "config") -> None:
         if t.ect_pair == "teacher" and t.init_from is None:
             fail("train.ect_pair", t.ect_pair, "'noise' without train.init_from (the teacher's "
                  "run directory, which ncsn distill sets)")  # fmt: skip
+    if t.compile_teacher and (t.objective != "ect" or t.ect_pair != "teacher"):
+        fail("train.compile_teacher", t.compile_teacher, "false unless there is a teacher "
+             "(train.objective = ect with train.ect_pair = teacher)")  # fmt: skip
     if t.init_from is not None and (not t.init_from or "\x00" in t.init_from):
         fail("train.init_from", t.init_from, "a run directory (or null)")
     if any(not 0 < v <= MAX_EMA_STD for v in t.ema_stds) or len(t.ema_stds) > 8:

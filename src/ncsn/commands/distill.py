@@ -87,10 +87,11 @@ def add_parsers(sub) -> None:
         "`ncsn sample OUT --sampler consistency --steps 1|2`. ECT's constants are train.ect_* "
         "and train.p_mean/p_std (docs/config.md); --set train.ect_pair=teacher makes the pairs "
         "with the teacher's ODE (consistency distillation) instead of shared noise, in "
-        "train.ect_teacher_steps Heun steps; train.ect_weight=uniform weights every pair alike "
-        "(CD's λ ≡ 1) and train.ect_distance=l1 measures it in L1; train.ect_grid=[1.0] trains "
-        "on CD's discrete grid σ₁ > 1.0 > σ_min only, the levels a 2-NFE sampler with "
-        "--sigma-mid 1.0 jumps from. Any training field can be "
+        "train.ect_teacher_steps Heun steps (train.compile_teacher=true compiles the teacher, "
+        "whose forward passes are most of such a step); train.ect_weight=uniform weights "
+        "every pair alike (CD's λ ≡ 1) and train.ect_distance=l1 measures it in L1; "
+        "train.ect_grid=[1.0] trains on CD's discrete grid σ₁ > 1.0 > σ_min only, the levels "
+        "a 2-NFE sampler with --sigma-mid 1.0 jumps from. Any training field can be "
         "--set. Rerunning the command resumes the run from its last checkpoint.",
     )
     q.add_argument("run_dir", help="the teacher: a run trained with model.parameterization edm "

@@ -45,4 +45,7 @@ def teacher(t, shape, device, layout, log) -> torch.nn.Module | None:
         return None
     model, meta = _load(t.init_from, shape, log, device)
     log(f"teacher of the ECT pairs: {meta['path']} (step {meta['step']}, EMA weights)")
-    return model.to(memory_format=layout).eval().requires_grad_(False)
+    model = model.to(memory_format=layout).eval().requires_grad_(False)
+    if t.compile_teacher:  # its no-grad forwards are most of a distillation step's work
+        model.net = torch.compile(model.net)  # the C++ compiler was checked in train()
+    return model

@@ -75,6 +75,8 @@ def train(
         device = torch.device("cuda", w.local_rank)
     if t.compile:  # before anything is written
         check_compile(device, "train.compile = true")
+    if t.compile_teacher:
+        check_compile(device, "train.compile_teacher = true")
     if t.deterministic:
         torch.use_deterministic_algorithms(True)
     data, held_out = data_prep.split(cfg, load_dataset(cfg.data, seed=t.seed))
