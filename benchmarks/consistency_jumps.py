@@ -17,7 +17,9 @@ FD split into its mean and covariance terms):
     teacher, heun K  — with ``--heun-steps K,…``: the second jump by the teacher's K Heun steps
                        to σ_min (``ncsn.consistency.teacher_solve``), what ``ncsn distill
                        --set train.ect_pair=teacher --set train.ect_teacher_steps=K`` regresses
-                       f(x, t) onto wherever r(t) = σ_min: how good the student's targets are.
+                       f(x, t) onto wherever r(t) = σ_min: how good the student's targets are
+                       (``--heun-precision bf16``: rows "heun K bf16", the solve under bf16
+                       autocast, as ``train.precision=bf16`` computes them).
 
     python benchmarks/consistency_jumps.py --run TEACHER --cm-run STUDENT --recipe NAME \\
         --sigma-mid 1.0 --channels-last          # OUT/consistency_jumps_NAME.json
@@ -28,6 +30,7 @@ FD split into its mean and covariance terms):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import shlex
@@ -64,6 +67,9 @@ def parse_args(argv):
                    "steps standing in for the first and the second jump")  # fmt: skip
     p.add_argument("--heun-steps", default="", help="K₁,K₂,…: more rows, the second jump by K "
                    "Heun steps of the teacher (the distillation's targets)")  # fmt: skip
+    p.add_argument("--heun-precision", default="fp32", help="fp32, bf16 or fp32,bf16: the "
+                   "Heun rows in fp32 and/or under bf16 autocast, as ncsn distill computes its "
+                   "targets with train.precision=bf16 (rows 'heun K bf16')")  # fmt: skip
     p.add_argument("--n", type=int, default=500, help="samples per set (batches of 250)")
     p.add_argument("--seed", type=int, default=100, help="fast_samplers --stage mid's seed")
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist"))
@@ -84,6 +90,11 @@ def parse_args(argv):
         args.heun = [int(v) for v in args.heun_steps.split(",")] if args.heun_steps else []
     except ValueError:
         raise SystemExit(f"--heun-steps {args.heun_steps!r}: expected integers K1,K2,…") from None
+    args.heun_precisions = args.heun_precision.split(",")
+    if not set(args.heun_precisions) <= {"fp32", "bf16"}:
+        raise SystemExit(
+            f"--heun-precision {args.heun_precision!r}: expected fp32, bf16 or fp32,bf16"
+        )
     if min(args.n1, args.n2, *args.heun) < 1 or args.n < 1:
         raise SystemExit("--teacher-steps, --heun-steps and --n: expected positive integers")
     if args.smoke:
@@ -93,11 +104,22 @@ def parse_args(argv):
 
 @torch.inference_mode()
 def two_jumps(
-    teacher, student, shape, sigma_max, sigma_mid, sigma_min, n1, n2, generator, mean, heun=()
+    teacher,
+    student,
+    shape,
+    sigma_max,
+    sigma_mid,
+    sigma_min,
+    n1,
+    n2,
+    generator,
+    mean,
+    heun=(),
+    heun_precisions=("fp32",),
 ):
     """One batch of each of ROWS, and of ("teacher", "heun K") for K in ``heun``, from one
     start x and one re-noising z′ (the consistency sampler's draws, in its order), as
-    {(first, second): images}."""
+    {(first, second): images}; ("teacher", "heun K bf16") under bf16 autocast."""
     state = generator.get_state()
     x = ode_start(shape, sigma_max, generator, mean)
     z = torch.randn(shape, generator=generator)
@@ -117,8 +139,11 @@ def two_jumps(
             out[first, second] = jump(second, x_mid, sigma_mid, n2)
         if first == "teacher":  # the distillation's targets: deterministic, they draw nothing
             t, r = (torch.full(shape[:1], v) for v in (sigma_mid, sigma_min))
-            for k in heun:
-                out[first, f"heun {k}"] = teacher_solve(teacher, x_mid, t, r, k)
+            for k, precision in itertools.product(heun, heun_precisions):
+                bf16 = precision == "bf16"
+                with torch.autocast(x_mid.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    x_r = teacher_solve(teacher, x_mid, t, r, k)
+                out[first, f"heun {k}" + " bf16" * bf16] = x_r
     check = torch.Generator().set_state(state)
     sampled = consistency_sampler(student, shape, [sigma_max, sigma_mid], generator=check,
                                   sigma_min=sigma_min, mean=mean)  # fmt: skip
@@ -144,13 +169,14 @@ def main(argv: list[str] | None = None) -> dict:
     student, sched, meta = fs.load(args, cm_dir)  # the student keeps the teacher's ladder and μ
     mean = fs.samplers.ode_mean(sched, (1, *meta["data_shape"]))
     generator = torch.Generator().manual_seed(args.seed)
-    rows_asked = [*ROWS, *(("teacher", f"heun {k}") for k in args.heun)]
+    rows_asked = [*ROWS, *(("teacher", f"heun {k}" + " bf16" * (p == "bf16"))
+                           for k in args.heun for p in args.heun_precisions)]  # fmt: skip
     sets = {row: [] for row in rows_asked}
     for first in range(0, args.n, BATCH):
         shape = (min(BATCH, args.n - first), *meta["data_shape"])
         batch = two_jumps(teacher, student, shape, sched.sigma_max, args.sigma_mid,
                           student.sigma_min, args.n1, args.n2, generator, mean,
-                          args.heun)  # fmt: skip
+                          args.heun, args.heun_precisions)  # fmt: skip
         for row in rows_asked:
             sets[row].append(batch[row])
     metrics = fs.scorer(args, *fs.digits(args))

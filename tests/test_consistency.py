@@ -163,6 +163,40 @@ def test_the_grid_pairs_adjacent_levels_and_the_loss_equals_a_hand_computation()
         torch.tensor([levels.index(v) for v in t.tolist()])])  # fmt: skip
 
 
+def test_rollout_moves_the_pairs_below_sigma_max_onto_the_students_own_draws():
+    """``train.ect_rollout`` = p: after t, r and z, the loss draws u ~ U[0, 1) and z′ for every
+    example; where t < σ₁ and u < p the clean image is f(x + σ₁·z′, σ₁) instead of x (the hand
+    computation below, at p = 0.6); p = 0 draws nothing more (the grid test's bytes)."""
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    model = _model()
+    ect = dataclasses.replace(ECT, grid=(1.5, 0.3))
+    loss0 = consistency.ect_loss(model, x, ect, step=0, generator=torch.Generator().manual_seed(4))
+    off = consistency.ect_loss(model, x, dataclasses.replace(ect, rollout=0.0), step=0,
+                               generator=torch.Generator().manual_seed(4))  # fmt: skip
+    assert off.item() == loss0.item()
+    ect = dataclasses.replace(ect, rollout=0.6)
+    assert "0.6 of the pairs below σ₁ on the student's own draws" in ect.describe()
+    loss = consistency.ect_loss(model, x, ect, step=0, generator=torch.Generator().manual_seed(4))
+    gen = torch.Generator().manual_seed(4)
+    levels = [8.0, 1.5, 0.3, SIGMA_MIN]
+    index = torch.randint(3, (8,), generator=gen)
+    z = torch.randn(8, 3, generator=gen, dtype=torch.float64)
+    u = torch.rand(8, generator=gen, dtype=torch.float64)
+    z1 = torch.randn(8, 3, generator=gen, dtype=torch.float64)
+    moved = [k > 0 and float(u[i]) < 0.6 for i, k in enumerate(index.tolist())]
+    assert 0 < sum(moved) < sum(k > 0 for k in index.tolist())  # some moved, some kept
+    total = 0.0
+    for i, k in enumerate(index.tolist()):
+        ti, ri = levels[k], levels[k + 1]
+        xi = _f(x[i] + 8.0 * z1[i], 8.0) if moved[i] else x[i]
+        diff = _f(xi + ti * z[i], ti) - _f(xi + ri * z[i], ri)
+        total += (math.sqrt(float(diff.pow(2).sum()) + 0.05**2) - 0.05) / (ti - ri)
+    assert loss.item() == pytest.approx(total / 8, rel=1e-9)
+    assert loss.item() != loss0.item()
+    loss.backward()  # the draws carry no gradient: only f(x_t, t) does
+    assert model.net.a.grad is not None and model.net.a.grad.abs() > 0
+
+
 class GaussianDenoiser:
     """The exact denoiser of data N(μ, s²I): D(x, σ) = μ + (x − μ)·s²/(s² + σ²)."""
 
@@ -513,6 +547,10 @@ def test_distill_refuses_bad_requests(teacher, tmp_path, capsys):
          "train.ect_grid = [0.0001]"),
         (["distill", str(teacher), "--out", s, "--set", "train.ect_grid=[.nan]"],
          "train.ect_grid = [nan]"),
+        (["distill", str(teacher), "--out", s, "--set", "train.ect_rollout=0.5"],
+         "train.ect_rollout = 0.5: expected a number in [0, 1], and 0 unless train.ect_grid"),
+        (["distill", str(teacher), "--out", s, "--set", "train.ect_rollout=1.5",
+          "--set", "train.ect_grid=[1.0]"], "train.ect_rollout = 1.5"),
     ]  # fmt: skip
     for args, words in cases:
         assert main(args) == 2

@@ -136,6 +136,7 @@ class TrainConfig:
     ect_weight: Literal["inverse_gap", "uniform"] = "inverse_gap"  # λ(t, r): 1/(t − r) or 1
     ect_distance: Literal["pseudo_huber", "l1"] = "pseudo_huber"  # d(f_t, f_r), per example
     ect_grid: list[float] = field(default_factory=list)  # [] or CD's grid: t, r adjacent levels
+    ect_rollout: float = 0.0  # grid: share of the pairs below σ₁ on the student's own draws
 
 
 @dataclass

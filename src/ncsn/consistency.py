@@ -37,7 +37,8 @@ Per example (ECT §3 and their training/loss.py, ``ECMLoss``):
   the teacher's solve to σ_min (ECT's lognormal t, P_mean 0 and P_std 2 on MNIST, clips about
   8% of the examples to σ₁ and puts about 9% within a factor 1.25 of 1.0). P_mean, P_std, q,
   k, b and the stages are then unused. A run distilled on a grid samples from its first level
-  by default (:func:`trained_mid`).
+  by default (:func:`trained_mid`). ``train.ect_rollout`` = p (ours, off by default) trains a
+  share p of the pairs below σ₁ on the student's own first-jump draws (:func:`_rollout`).
 
 Constants, from ECT (data in [−1, 1], σ_d = 0.5) moved to our data by its σ_data, as
 ``train.p_mean = auto`` moves EDM's (noise_levels.py): σ is measured in units of the data's
@@ -94,6 +95,7 @@ class ECT:
     weight: str = "inverse_gap"  # train.ect_weight: w(t, r) = 1/(t − r), or 1 ("uniform")
     metric: str = "pseudo_huber"  # train.ect_distance: d = pseudo-Huber, or "l1" (Σ|a − b|)
     grid: tuple[float, ...] = ()  # train.ect_grid: CD's levels between σ₁ and σ_min, or ()
+    rollout: float = 0.0  # train.ect_rollout: share of the pairs below σ₁ on the student's draws
 
     def draw_pairs(self, n: int, step: int, generator: torch.Generator, device, dtype):
         """(t, r) for ``n`` examples at training step ``step``: ECT's lognormal t and its r(t)
@@ -137,6 +139,8 @@ class ECT:
         if self.grid:
             levels = ", ".join(f"{v:.4g}" for v in (self.sigma_max, *self.grid, self.sigma_min))
             pairs = f"ECT: (t, r) adjacent levels of the grid {levels}, "
+            if self.rollout > 0:
+                pairs += f"{self.rollout:g} of the pairs below σ₁ on the student's own draws, "
         else:
             pairs = (
                 f"ECT: ln t ~ N({self.p_mean:.4g}, {self.p_std:.4g}²) on [{self.sigma_min:.4g}, "
@@ -194,6 +198,7 @@ def from_config(t, sigmas: list[float], sigma_data: float, dim: int, teacher=Non
         weight=t.ect_weight,
         metric=t.ect_distance,
         grid=tuple(t.ect_grid),
+        rollout=t.ect_rollout,
     )
 
 
@@ -219,6 +224,8 @@ def ect_loss(
     z = torch.randn((n, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
     t, r, z = t.chunk(world)[rank], r.chunk(world)[rank], z.chunk(world)[rank]
     extra = () if labels is None else (labels,)
+    if ect.rollout > 0:
+        x = _rollout(model, x, t, ect, n, generator, shard, extra)
     x_t = x + append_dims(t, x.dim()) * z
     dropout_state = _rng_state(x.device)
     f_t = _consistency(model, x_t, t, extra)
@@ -230,6 +237,30 @@ def ect_loss(
         _set_rng_state(x.device, dropout_state)
         f_r = _consistency(model, x_r, r, extra)
     return (ect.weigh(t, r) * ect.distance(f_t, f_r.detach())).mean()
+
+
+def _rollout(model, x, t, ect: ECT, n: int, generator, shard, extra) -> torch.Tensor:
+    """``train.ect_rollout`` = p: each example whose pair starts below σ₁ keeps its training
+    image with probability 1 − p; otherwise its clean image is the student's own one-jump draw
+    f_θ⁻(x + σ₁·z′, σ₁) (no gradient; the same network as the target). Ours, not ECT's or CD's:
+    the 2-NFE sampler evaluates its second jump on f(·, σ₁)'s draws re-noised to σ_mid, not on
+    training images re-noised (docs/benchmarks.md, issue 16, measured it: the student's second
+    jump costs more after its own first jump than after the teacher's). The pair, the target and
+    the loss stay consistency distillation's: the teacher's solve from wherever x_t lies."""
+    rank, world = shard
+    u = torch.rand(n, generator=generator, device=x.device, dtype=x.dtype).chunk(world)[rank]
+    z1 = torch.randn((n, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
+    z1 = z1.chunk(world)[rank]
+    take = (t < ect.sigma_max) & (u < ect.rollout)
+    if not bool(take.any()):
+        return x
+    sigma1 = torch.full_like(t[take], ect.sigma_max)
+    with torch.no_grad():
+        drawn = _consistency(model, x[take] + ect.sigma_max * z1[take], sigma1,
+                             tuple(e[take] for e in extra))  # fmt: skip
+    x = x.clone()
+    x[take] = drawn
+    return x
 
 
 def teacher_solve(teacher, x: torch.Tensor, t: torch.Tensor, r: torch.Tensor, steps: int, extra=()):

@@ -335,6 +335,9 @@ def check_config(cfg, blame=lambda name: "config") -> None:
             fail("train.ect_grid", t.ect_grid, f"at most {MAX_ECT_GRID} σ levels, descending, "
                  "strictly between schedule.sigma_min and σ₁ (or [] for ECT's continuous "
                  "t)")  # fmt: skip
+        if not 0 <= t.ect_rollout <= 1 or (t.ect_rollout > 0 and not t.ect_grid):
+            fail("train.ect_rollout", t.ect_rollout, "a number in [0, 1], and 0 unless "
+                 "train.ect_grid is set (the pairs below σ₁ it moves are the grid's)")  # fmt: skip
         if t.ect_pair == "teacher" and t.init_from is None:
             fail("train.ect_pair", t.ect_pair, "'noise' without train.init_from (the teacher's "
                  "run directory, which ncsn distill sets)")  # fmt: skip

@@ -30,14 +30,14 @@ def _bench():
 def test_smoke_run_scores_each_jump_replaced_by_the_teacher(tmp_path):
     record = _bench().main(["--smoke", "--out", str(tmp_path), "--data", str(MNIST),
                             "--sigma-mid", "0.5", "--teacher-steps", "3,2",
-                            "--heun-steps", "1,2"])  # fmt: skip
+                            "--heun-steps", "1,2", "--heun-precision", "fp32,bf16"])  # fmt: skip
     assert record == json.loads((tmp_path / "consistency_jumps_default.json").read_text())
     assert "benchmarks/consistency_jumps.py --smoke" in record["command"]
     assert record["student"]["run"].endswith("smoke_cm") and record["student"]["step"] == 2
     pairs = [(r["first_jump"], r["second_jump"]) for r in record["rows"]]
     assert pairs == [("teacher", "teacher"), ("teacher", "student"), ("student", "teacher"),
-                     ("student", "student"), ("teacher", "heun 1"),
-                     ("teacher", "heun 2")]  # fmt: skip
+                     ("student", "student"), ("teacher", "heun 1"), ("teacher", "heun 1 bf16"),
+                     ("teacher", "heun 2"), ("teacher", "heun 2 bf16")]  # fmt: skip
     for row in record["rows"]:
         m = row["metrics"]
         for key in ("fd", "fd_train", "mean_term", "cov_term"):
@@ -54,7 +54,7 @@ def test_smoke_run_scores_each_jump_replaced_by_the_teacher(tmp_path):
     ("args", "words"),
     [(["--teacher-steps", "10"], "expected two integers"), (["--teacher-steps", "0,6"], "positive"),
      (["--n", "0"], "positive"), (["--heun-steps", "3,x"], "expected integers"),
-     (["--heun-steps", "0"], "positive")],
+     (["--heun-steps", "0"], "positive"), (["--heun-precision", "fp16"], "expected fp32, bf16")],
 )  # fmt: skip
 def test_bad_arguments_are_refused_before_any_work(args, words, capsys):
     with pytest.raises(SystemExit) as e:
