@@ -245,8 +245,9 @@ def _rollout(model, x, t, ect: ECT, n: int, generator, shard, extra) -> torch.Te
     f_θ⁻(x + σ₁·z′, σ₁) (no gradient; the same network as the target). Ours, not ECT's or CD's:
     the 2-NFE sampler evaluates its second jump on f(·, σ₁)'s draws re-noised to σ_mid, not on
     training images re-noised (docs/benchmarks.md, issue 16, measured it: the student's second
-    jump costs more after its own first jump than after the teacher's). The pair, the target and
-    the loss stay consistency distillation's: the teacher's solve from wherever x_t lies."""
+    jump costs more after its own first jump than after the teacher's). The pair, its target and
+    the loss are made from the moved image as from a training image (with teacher pairs, the
+    teacher's solve from wherever x_t lies)."""
     rank, world = shard
     u = torch.rand(n, generator=generator, device=x.device, dtype=x.dtype).chunk(world)[rank]
     z1 = torch.randn((n, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
