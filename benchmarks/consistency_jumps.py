@@ -102,24 +102,19 @@ def parse_args(argv):
     return args
 
 
+def heun_row(k: int, precision: str) -> str:
+    """The second jump's label of a row of the teacher's K Heun steps: "heun K" (fp32) or
+    "heun K bf16"."""
+    return f"heun {k}" + " bf16" * (precision == "bf16")
+
+
 @torch.inference_mode()
 def two_jumps(
-    teacher,
-    student,
-    shape,
-    sigma_max,
-    sigma_mid,
-    sigma_min,
-    n1,
-    n2,
-    generator,
-    mean,
-    heun=(),
-    heun_precisions=("fp32",),
+    teacher, student, shape, sigma_max, sigma_mid, sigma_min, n1, n2, generator, mean, heun=()
 ):
-    """One batch of each of ROWS, and of ("teacher", "heun K") for K in ``heun``, from one
-    start x and one re-noising z′ (the consistency sampler's draws, in its order), as
-    {(first, second): images}; ("teacher", "heun K bf16") under bf16 autocast."""
+    """One batch of each of ROWS, and of ("teacher", :func:`heun_row`) for each (K, precision)
+    in ``heun``, from one start x and one re-noising z′ (the consistency sampler's draws, in its
+    order), as {(first, second): images}."""
     state = generator.get_state()
     x = ode_start(shape, sigma_max, generator, mean)
     z = torch.randn(shape, generator=generator)
@@ -139,11 +134,10 @@ def two_jumps(
             out[first, second] = jump(second, x_mid, sigma_mid, n2)
         if first == "teacher":  # the distillation's targets: deterministic, they draw nothing
             t, r = (torch.full(shape[:1], v) for v in (sigma_mid, sigma_min))
-            for k, precision in itertools.product(heun, heun_precisions):
+            for k, precision in heun:
                 bf16 = precision == "bf16"
                 with torch.autocast(x_mid.device.type, dtype=torch.bfloat16, enabled=bf16):
-                    x_r = teacher_solve(teacher, x_mid, t, r, k)
-                out[first, f"heun {k}" + " bf16" * bf16] = x_r
+                    out[first, heun_row(k, precision)] = teacher_solve(teacher, x_mid, t, r, k)
     check = torch.Generator().set_state(state)
     sampled = consistency_sampler(student, shape, [sigma_max, sigma_mid], generator=check,
                                   sigma_min=sigma_min, mean=mean)  # fmt: skip
@@ -169,14 +163,14 @@ def main(argv: list[str] | None = None) -> dict:
     student, sched, meta = fs.load(args, cm_dir)  # the student keeps the teacher's ladder and μ
     mean = fs.samplers.ode_mean(sched, (1, *meta["data_shape"]))
     generator = torch.Generator().manual_seed(args.seed)
-    rows_asked = [*ROWS, *(("teacher", f"heun {k}" + " bf16" * (p == "bf16"))
-                           for k in args.heun for p in args.heun_precisions)]  # fmt: skip
+    heun = list(itertools.product(args.heun, args.heun_precisions))
+    rows_asked = [*ROWS, *(("teacher", heun_row(k, p)) for k, p in heun)]
     sets = {row: [] for row in rows_asked}
     for first in range(0, args.n, BATCH):
         shape = (min(BATCH, args.n - first), *meta["data_shape"])
         batch = two_jumps(teacher, student, shape, sched.sigma_max, args.sigma_mid,
                           student.sigma_min, args.n1, args.n2, generator, mean,
-                          args.heun, args.heun_precisions)  # fmt: skip
+                          heun)  # fmt: skip
         for row in rows_asked:
             sets[row].append(batch[row])
     metrics = fs.scorer(args, *fs.digits(args))

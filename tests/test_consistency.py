@@ -174,6 +174,9 @@ def test_rollout_moves_the_pairs_below_sigma_max_onto_the_students_own_draws():
     off = consistency.ect_loss(model, x, dataclasses.replace(ect, rollout=0.0), step=0,
                                generator=torch.Generator().manual_seed(4))  # fmt: skip
     assert off.item() == loss0.item()
+    none = consistency.ect_loss(model, x, dataclasses.replace(ect, rollout=1e-12), step=0,
+                                generator=torch.Generator().manual_seed(4))  # fmt: skip
+    assert none.item() == loss0.item()  # u, z′ come after t, r, z; nothing moved: an empty jump
     ect = dataclasses.replace(ect, rollout=0.6)
     assert "0.6 of the pairs below σ₁ on the student's own draws" in ect.describe()
     loss = consistency.ect_loss(model, x, ect, step=0, generator=torch.Generator().manual_seed(4))
