@@ -46,9 +46,10 @@ another recipe) and prints the table; ``--stage time`` draws ``--n`` samples of 
 ``--channels-last`` keeps the network's weights in torch.channels_last (a forward pass of the
 MNIST U-Net on a batch of 250: 1.2–1.5× faster on an AMD EPYC, output equal to the bit).
 ``--stage mid`` draws ``--n`` samples of the consistency model at 2 NFE for each middle σ of
-``--mids`` (seed 100, which no set uses) and chooses the one with the lowest FD against the
-training digits into OUT/fast_samplers_RECIPE_mid.json; ``--sigma-mid`` gives the consistency
-jobs of the other stages that σ. ``--stage eta`` does the same for dpmpp_2m_sde's noise share η
+``--mids`` and share of fresh noise γ of ``--gammas`` (default 1; seed 100, which no set uses)
+and chooses the pair with the lowest FD against the training digits into
+OUT/fast_samplers_RECIPE_mid.json; ``--sigma-mid`` and ``--gamma`` give the consistency jobs of
+the other stages that σ and γ. ``--stage eta`` does the same for dpmpp_2m_sde's noise share η
 (``--etas`` at ``--eta-nfe`` = 9 NFE, into ..._eta.json). Besides the library's samplers
 ``--jobs`` takes the variants of VARIANTS: ``ipndm_gits`` (ipndm on the run's GITS levels),
 ``dpmpp_2m_sde_eta01``, ``dpmpp_2m_sde_eta03`` and ``dpmpp_2m_sde_eta02`` (η = 0.1, 0.3 and
@@ -184,6 +185,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         help="consistency jobs at 2 NFE or more: the middle σ (default: the sampler's, ECT's "
         "0.821·σ_data/0.5); --stage mid measures the choices",
+    )
+    p.add_argument(
+        "--gamma",
+        type=float,
+        help="consistency jobs at 2 NFE or more: the share of fresh noise in the re-noising "
+        "(ncsn sample --gamma; default 1, Song et al.'s); --stage mid measures the choices",
+    )
+    p.add_argument(
+        "--gammas",
+        default="1.0",
+        help="--stage mid: the shares of fresh noise γ tried at every middle σ of --mids",
     )
     p.add_argument(
         "--mids",
@@ -344,14 +356,17 @@ def draw(
     batch_size=SET_BATCH,
     eta=None,
     precision="fp32",
+    gamma=None,
 ) -> tuple:
     """``n`` samples of ``sampler`` at ``nfe`` evaluations, in batches of ``batch_size``; the NFE
-    it reports is checked. ``sigma_mid``: the consistency sampler's middle σ, ``eta``:
+    it reports is checked. ``sigma_mid`` and ``gamma``: the consistency sampler's middle σ and
+    share of fresh noise, ``eta``:
     dpmpp_2m_sde's noise share (None: the sampler's or the variant's); ``precision`` bf16: the
     network under bf16 autocast (the sampler's own arithmetic stays fp32)."""
     steps = steps_for(sampler, nfe)
     base, changed = VARIANTS.get(sampler, (sampler, {}))
-    given = {k: v for k, v in {"sigma_mid": sigma_mid, "eta": eta}.items() if v is not None}
+    given = {"sigma_mid": sigma_mid, "eta": eta, "gamma": gamma}
+    given = {k: v for k, v in given.items() if v is not None}
     opts = samplers.options(base, **(changed | given))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     with autocast:
@@ -385,9 +400,8 @@ def sample(args, out: Path, runs: Runs) -> None:
             print(f"{path.name}: exists, kept (--force redraws it)", flush=True)
             continue
         run_dir, model, sched, meta = runs(sampler)
-        images, info = draw(
-            model, sched, meta, sampler, nfe, args.n, seed, args.sigma_mid, precision=args.precision
-        )
+        images, info = draw(model, sched, meta, sampler, nfe, args.n, seed, args.sigma_mid,
+                            precision=args.precision, gamma=args.gamma)  # fmt: skip
         info |= {"benchmark": "fast_samplers", "run": str(run_dir), "step": meta["step"],
                  "channels_last": args.channels_last}  # fmt: skip
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
@@ -452,23 +466,27 @@ def tune(args, out: Path, runs: Runs, train_x, held_x, command: str) -> dict:
     """``--stage mid`` and ``--stage eta``: ``--n`` samples of seed TUNE_SEED for each value of
     one sampler option; the choice is the lowest FD against the *training* digits (the held-out
     FD is recorded, not used), into OUT/fast_samplers_RECIPE_STAGE.json. mid: the consistency
-    model's middle σ at 2 NFE (``--mids``); eta: dpmpp_2m_sde's noise share η at ``--eta-nfe``
-    NFE (``--etas``)."""
-    field, sampler, nfe, values = {
-        "mid": ("sigma_mid", "consistency", 2, args.mids),
-        "eta": ("eta", "dpmpp_2m_sde", args.eta_nfe, args.etas),
-    }[args.stage]
+    model's middle σ at 2 NFE (``--mids``), each with every share of fresh noise of
+    ``--gammas`` (the choice's γ in ``chosen_gamma``); eta: dpmpp_2m_sde's noise share η at
+    ``--eta-nfe`` NFE (``--etas``)."""
+    floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
+    if args.stage == "mid":
+        field, sampler, nfe = "sigma_mid", "consistency", 2
+        settings = [{field: m, "gamma": g} for m in floats(args.mids) for g in floats(args.gammas)]
+    else:
+        field, sampler, nfe = "eta", "dpmpp_2m_sde", args.eta_nfe
+        settings = [{field: e} for e in floats(args.etas)]
     metrics = scorer(args, train_x, held_x)
     run_dir, model, sched, meta = runs(sampler)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for value in (float(v) for v in values.split(",")):
+    for setting in settings:
         images, info = draw(model, sched, meta, sampler, nfe, args.n, TUNE_SEED,
-                            precision=args.precision, **{field: value})  # fmt: skip
+                            precision=args.precision, **setting)  # fmt: skip
         m = metrics(quantize(images))
-        rows.append({field: value, "description": info["description"], "metrics": m})
-        print(f"{field} {value:g}: FD train {m['fd_train']:.2f}, held-out {m['fd']:.2f}",
-              flush=True)  # fmt: skip
+        rows.append(setting | {"description": info["description"], "metrics": m})
+        shown = ", ".join(f"{k} {v:g}" for k, v in setting.items())
+        print(f"{shown}: FD train {m['fd_train']:.2f}, held-out {m['fd']:.2f}", flush=True)
     best = min(rows, key=lambda r: r["metrics"]["fd_train"])
     record = {
         "benchmark": f"{sampler}'s {field} at {nfe} NFE (MNIST, classifier features)",
@@ -479,11 +497,13 @@ def tune(args, out: Path, runs: Runs, train_x, held_x, command: str) -> dict:
         "nfe": nfe,
         "seed": TUNE_SEED,
         "chosen": best[field],
+        **({"chosen_gamma": best["gamma"]} if "gamma" in best else {}),
         "rows": rows,
     }
     name = f"{stem(args)}_{args.stage}.json"
     atomic_write_bytes(out / name, json.dumps(record, indent=1).encode())
-    print(f"chosen {field} {best[field]:g} (lowest FD against the training digits)")
+    shown = ", ".join(f"{k} {best[k]:g}" for k in settings[0])
+    print(f"chosen {shown} (lowest FD against the training digits)")
     return record
 
 
@@ -576,7 +596,8 @@ def time_samplers(args, out: Path, runs: Runs, command: str) -> dict:
             for sampler, nfe in jobs:
                 _, model, sched, meta = runs(sampler)
                 warm_up = 2 if mode == "eager" else min(args.n, args.batch_size)
-                both = {"batch_size": args.batch_size, "precision": args.precision}
+                both = {"batch_size": args.batch_size, "precision": args.precision,
+                        "gamma": args.gamma}  # fmt: skip
                 draw(model, sched, meta, sampler, nfe, warm_up, 0, args.sigma_mid, **both)
                 start = time.perf_counter()
                 _, info = draw(model, sched, meta, sampler, nfe, args.n, 0, args.sigma_mid, **both)

@@ -329,6 +329,34 @@ def test_two_jumps_renoise_from_the_first_jump_and_count_two_evaluations():
     assert [state["nfe"] for state in seen] == [1, 2]
 
 
+def test_gamma_renoises_partly_along_the_last_jump():
+    """CTM's γ-sampling: G(x, σ₁, s) = x₀ + s·(x − x₀)/σ₁ to s = √(1 − γ²)σ, plus γ of the
+    fresh noise; γ = 1 is the test above's Algorithm 1 to the byte."""
+    oracle = GaussianConsistency(0.0, 1.0, 0.01)
+    draw = lambda gamma, gen: consistency_sampler(  # noqa: E731
+        oracle, (4, 3), [20.0, 0.5], generator=gen, sigma_min=0.01, gamma=gamma
+    )
+    gen = torch.Generator().manual_seed(3)
+    x_start = 20.0 * torch.randn(4, 3, generator=gen)
+    x0 = oracle.denoise(x_start, torch.full((4,), 20.0))
+    z = torch.randn(4, 3, generator=gen)
+    s = math.sqrt(1 - 0.6**2) * 0.5
+    x1 = x0 + (s / 20.0) * (x_start - x0) + 0.6 * math.sqrt(0.5**2 - 0.01**2) * z
+    want = oracle.denoise(x1, torch.full((4,), 0.5))
+    assert torch.allclose(draw(0.6, torch.Generator().manual_seed(3)), want, rtol=0, atol=1e-6)
+    default = consistency_sampler(
+        oracle, (4, 3), [20.0, 0.5], generator=torch.Generator().manual_seed(3), sigma_min=0.01
+    )
+    assert torch.equal(draw(1.0, torch.Generator().manual_seed(3)), default)
+    assert not torch.allclose(draw(0.6, torch.Generator().manual_seed(3)), default)
+    # γ = 0: nothing random after the start, so any generator state gives the same jumps
+    start = torch.randn(4, 3, generator=torch.Generator().manual_seed(5)) * 20.0
+    runs = [consistency_sampler(oracle, (4, 3), [20.0, 0.5, 0.1], sigma_min=0.01, gamma=0.0,
+                                x=start, generator=torch.Generator().manual_seed(k))
+            for k in (0, 1)]  # fmt: skip
+    assert torch.equal(runs[0], runs[1])
+
+
 # --- ncsn distill on a tiny edm run ---------------------------------------------------------
 
 TEACHER = [*TINY_UNET, "model.parameterization=edm", "train.batch_size=16", "train.steps=4"]
@@ -423,6 +451,24 @@ def test_teacher_pairs_load_the_teacher_and_train_differently(teacher, tmp_path,
              for mid in (None, 1.0, 0.5)}  # fmt: skip
     assert torch.equal(drawn[None], drawn[1.0])
     assert not torch.equal(drawn[None], drawn[0.5])
+    # --gamma: the share of fresh noise when re-noising, 1 by default, refused outside [0, 1]
+    folder = tmp_path / "sample_gamma"
+    assert main(["sample", str(tmp_path / "teacher3g"), "--sampler", "consistency", "--steps", "2",
+                 "--n", "4", "--out", str(folder), "--gamma", "0.5"]) == 0  # fmt: skip
+    assert ", γ 0.5, start" in capsys.readouterr().out
+    with_gamma = np.load(folder / "samples.npz")["images"]
+    assert not np.array_equal(with_gamma, images[()])
+    api = run.sample(4, sampler="consistency", steps=2, gamma=0.5)
+    assert not torch.equal(api, drawn[None])
+    assert torch.equal(run.sample(4, sampler="consistency", steps=2, gamma=1.0), drawn[None])
+    for bad in ("1.5", "-0.1", "nan"):
+        assert main(["sample", str(tmp_path / "teacher3g"), "--sampler", "consistency",
+                     "--steps", "2", "--n", "4", "--out", str(tmp_path / "bad"),
+                     "--gamma", bad]) == 2  # fmt: skip
+        assert f"--gamma {float(bad)}: expected a share of fresh noise from 0 to 1" in (
+            capsys.readouterr().err
+        )
+        assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.skipif(cpp_compiler() is None, reason="no C++ compiler")

@@ -79,16 +79,22 @@ def test_smoke_run_draws_scores_and_times_the_fast_samplers(tmp_path):
     bench.main(["--smoke", "--stage", "sample", "--out", str(tmp_path), "--data", str(MNIST)])
     assert (samples / "default-ode-3-seed0.npz").stat().st_mtime_ns == before
 
-    # the consistency sampler's middle σ: each value drawn and scored, the lowest FD against the
-    # training digits chosen
-    mid = bench.main(["--smoke", "--stage", "mid", "--mids", "0.05,0.5", "--out", str(tmp_path),
-                      "--data", str(MNIST)])  # fmt: skip
+    # the consistency sampler's middle σ and share of fresh noise γ: each pair drawn and scored,
+    # the lowest FD against the training digits chosen
+    mid = bench.main(["--smoke", "--stage", "mid", "--mids", "0.05,0.5", "--gammas", "1,0.5",
+                      "--out", str(tmp_path), "--data", str(MNIST)])  # fmt: skip
     assert mid == json.loads((tmp_path / "fast_samplers_mid.json").read_text())
-    assert [r["sigma_mid"] for r in mid["rows"]] == [0.05, 0.5]
-    for row, shown in zip(mid["rows"], ("0.05", "0.5"), strict=True):
-        assert f", {shown}, start" in row["description"], row  # the second jump's σ
+    pairs = [(0.05, 1.0), (0.05, 0.5), (0.5, 1.0), (0.5, 0.5)]
+    assert [(r["sigma_mid"], r["gamma"]) for r in mid["rows"]] == pairs
+    shown = [", 0.05, start", ", 0.05, γ 0.5, start", ", 0.5, start", ", 0.5, γ 0.5, start"]
+    for row, text in zip(mid["rows"], shown, strict=True):
+        assert text in row["description"], row  # the second jump's σ and γ
     fds = [r["metrics"]["fd_train"] for r in mid["rows"]]
-    assert fds[0] != fds[1] and mid["chosen"] == mid["rows"][fds.index(min(fds))]["sigma_mid"]
+    best = mid["rows"][fds.index(min(fds))]
+    assert len(set(fds)) == 4 and (mid["chosen"], mid["chosen_gamma"]) == (
+        best["sigma_mid"],
+        best["gamma"],
+    )
 
     # dpmpp_2m_sde's noise share, tuned the same way
     eta = bench.main(["--smoke", "--stage", "eta", "--etas", "0,1", "--eta-nfe", "4",

@@ -63,13 +63,14 @@ def check_positive(flag: str, value) -> None:
 def add_sampler_args(q) -> None:
     """``--sampler``, ``--steps`` and every sampler's options; defaults from
     :mod:`ncsn.samplers.run`'s options dataclasses (stated there once)."""
-    pc, churn, ipndm, sde, unipc, restart = (
+    pc, churn, ipndm, sde, unipc, restart, cm = (
         run.PC(),
         run.Churn(),
         run.IPNDM(),
         run.DPMpp2MSDE(),
         run.UniPC(),
         run.Restart(),
+        run.Consistency(),
     )
     q.add_argument(
         "--sampler",
@@ -178,6 +179,14 @@ def add_sampler_args(q) -> None:
         "from it down to σ_L) (default: the first level of the run's train.ect_grid, the one it "
         "was distilled to jump from; else ECT's 0.821 in units of the data: 0.821·σ_data/0.5)",
     )
+    q.add_argument(
+        "--gamma",
+        type=float,
+        default=cm.gamma,
+        help="consistency: the share of fresh noise when re-noising for the next jump, 0 to 1; "
+        "the rest follows the last jump's trajectory back up (γ-sampling of Kim et al. 2024, "
+        f"Consistency Trajectory Models; 1 = Song et al.'s multistep sampler) ({cm.gamma:g})",
+    )
     for name in ("s_churn", "s_min", "s_max", "s_noise"):
         value = getattr(churn, name)
         flag = "--" + name.replace("_", "-")
@@ -232,6 +241,7 @@ def sampler_options(args, cfg: config.Config):
         sigma_mid=args.sigma_mid
         if args.sigma_mid is not None
         else consistency.trained_mid(cfg.train),
+        gamma=args.gamma,
     )
 
 

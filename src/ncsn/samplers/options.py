@@ -114,10 +114,12 @@ class Consistency:
     from σ₁, then N − 1 times noise up and jump again, at ``sigma_mid`` for N = 2 and on a ρ
     ladder from ``sigma_mid`` down to σ_L for N > 2. ``sigma_mid`` None: ECT's CIFAR-10 middle
     level 0.821 (Geng et al. 2024, ``ct_train.py --mid_t``) in units of the data:
-    0.821·σ_data/0.5."""
+    0.821·σ_data/0.5. ``gamma``: the share of fresh noise in each re-noising, 0 to 1 (the
+    γ-sampling of Kim et al. 2024, "Consistency Trajectory Models"; 1: Song et al.'s)."""
 
     sigma_mid: float | None = None
     rho: float = 7.0
+    gamma: float = 1.0
 
 
 ECT_MID = 0.821  # Geng et al. 2024: the two-step sampler's middle σ for data with σ_data = 0.5

@@ -118,10 +118,11 @@ def sample(
         x = heun_sampler(model, shape, sigmas, mean=ode_mean(sched, shape), **common)
         text = f"ode (Heun, N = {steps}, ρ = {opts.rho}, start {_start(sched)})"
     elif sampler == "consistency":
-        x = consistency_sampler(model, shape, sigmas, sigma_min=model.sigma_min,
+        x = consistency_sampler(model, shape, sigmas, sigma_min=model.sigma_min, gamma=opts.gamma,
                                 mean=ode_mean(sched, shape), **common)  # fmt: skip
         jumps = ", ".join(f"{s:.4g}" for s in sigmas)
-        text = f"consistency (N = {steps} jumps at σ = {jumps}, start {_start(sched)})"
+        renoise = f", γ {opts.gamma:g}" if opts.gamma != 1 and steps > 1 else ""
+        text = f"consistency (N = {steps} jumps at σ = {jumps}{renoise}, start {_start(sched)})"
     elif sampler == "churn":
         churn = dataclasses.asdict(opts)
         churn.pop("rho")
@@ -199,6 +200,8 @@ def resolve(
                 f"--sigma-mid {mid:g}: expected a σ in [σ_L, σ₁) = [{sched.sigma_min:.4g}, "
                 f"{sched.sigma_max:.4g})"
             )
+        if not 0 <= opts.gamma <= 1:
+            raise NCSNError(f"--gamma {opts.gamma}: expected a share of fresh noise from 0 to 1")
         rest = schedule.karras_sigmas(mid, sched.sigma_min, steps - 1, opts.rho)[:-1]
         return steps, [sched.sigma_max, *rest][:steps], None
     if sampler == "ald":
