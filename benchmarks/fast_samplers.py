@@ -220,7 +220,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise SystemExit(f"--recipe {args.recipe!r}: expected lower-case letters, digits and _")
     if args.eta_nfe < 1:
         raise SystemExit(f"--eta-nfe {args.eta_nfe}: expected at least 1 (dpmpp_2m_sde's NFE = N)")
+    for flag in ("--mids", "--gammas", "--etas"):  # refused here, before anything is loaded
+        numbers(flag, getattr(args, flag[2:]))
     return args
+
+
+def numbers(flag: str, text: str) -> list[float]:
+    """The comma-separated numbers ``text`` of ``flag`` (--mids, --gammas, --etas)."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"{flag} {text!r}: expected numbers separated by commas") from None
 
 
 def steps_for(sampler: str, nfe: int) -> int:
@@ -469,13 +479,13 @@ def tune(args, out: Path, runs: Runs, train_x, held_x, command: str) -> dict:
     model's middle σ at 2 NFE (``--mids``), each with every share of fresh noise of
     ``--gammas`` (the choice's γ in ``chosen_gamma``); eta: dpmpp_2m_sde's noise share η at
     ``--eta-nfe`` NFE (``--etas``)."""
-    floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
     if args.stage == "mid":
         field, sampler, nfe = "sigma_mid", "consistency", 2
-        settings = [{field: m, "gamma": g} for m in floats(args.mids) for g in floats(args.gammas)]
+        mids, gammas = numbers("--mids", args.mids), numbers("--gammas", args.gammas)
+        settings = [{field: m, "gamma": g} for m in mids for g in gammas]
     else:
         field, sampler, nfe = "eta", "dpmpp_2m_sde", args.eta_nfe
-        settings = [{field: e} for e in floats(args.etas)]
+        settings = [{field: e} for e in numbers("--etas", args.etas)]
     metrics = scorer(args, train_x, held_x)
     run_dir, model, sched, meta = runs(sampler)
     out.mkdir(parents=True, exist_ok=True)

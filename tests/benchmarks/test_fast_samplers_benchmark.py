@@ -114,3 +114,15 @@ def test_smoke_run_draws_scores_and_times_the_fast_samplers(tmp_path):
     assert rows and all(r["batch_size"] == 8 and r["n"] == 16 for r in rows)
     assert all(r["precision"] == "bf16" for r in rows)
     assert json.loads((tmp_path / "fast_samplers_time.json").read_text()) == timing  # kept
+
+
+def test_a_bad_list_of_values_is_refused_naming_its_flag():
+    spec = importlib.util.spec_from_file_location(
+        "fast_samplers", REPO / "benchmarks/fast_samplers.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for flag in ("--mids", "--gammas", "--etas"):
+        with pytest.raises(SystemExit, match=f"^{flag} '1.0,x': expected numbers separated by"):
+            bench.parse_args(["--stage", "mid", flag, "1.0,x"])
+    assert bench.parse_args(["--gammas", "1,0.95"]).gammas == "1,0.95"
